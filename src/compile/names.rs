@@ -1,0 +1,138 @@
+//! Cerbos's names for policies and rules, as they appear in responses.
+//!
+//! Resource and principal names that follow Cerbos's pre-0.30 pattern have
+//! their non-word characters replaced by `_` in policy keys (`my-doc` becomes
+//! `my_doc`); Cerbos also indexes rules under that sanitized name, so two
+//! kinds that sanitize to the same name share policies there too.
+
+/// Replaces runs of characters other than word characters and `.` with `_`,
+/// for names matching Cerbos's legacy pattern; other names are kept as they are.
+pub fn sanitize(name: &str) -> String {
+    if !legacy_name(name) {
+        return name.to_string();
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut in_run = false;
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            out.push(c);
+            in_run = false;
+        } else if !in_run {
+            out.push('_');
+            in_run = true;
+        }
+    }
+    out
+}
+
+/// `^[[:alpha:]][[:word:]@.\-/]*(:[[:alpha:]][[:word:]@.\-/]*)*$`
+fn legacy_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split(':').all(|segment| {
+            let mut chars = segment.chars();
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                && chars
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '.' | '-' | '/'))
+        })
+}
+
+fn with_scope(key: String, scope: &str) -> String {
+    if scope.is_empty() {
+        key
+    } else {
+        format!("{key}/{scope}")
+    }
+}
+
+/// `resource.<kind>.v<version>[/<scope>]`
+pub fn resource_policy_key(kind: &str, version: &str, scope: &str) -> String {
+    with_scope(
+        format!("resource.{}.v{}", sanitize(kind), sanitize(version)),
+        scope,
+    )
+}
+
+/// `principal.<id>.v<version>[/<scope>]`
+pub fn principal_policy_key(id: &str, version: &str, scope: &str) -> String {
+    with_scope(
+        format!("principal.{}.v{}", sanitize(id), sanitize(version)),
+        scope,
+    )
+}
+
+/// `role.<role>.v<version>[/<scope>]`
+pub fn role_policy_key(role: &str, version: &str, scope: &str) -> String {
+    with_scope(
+        format!("role.{}.v{}", sanitize(role), sanitize(version)),
+        scope,
+    )
+}
+
+/// The parent scopes of `scope`, nearest first, ending with the root (`""`).
+pub fn scope_parents(scope: &str) -> impl Iterator<Item = &str> {
+    let mut end = Some(scope.len());
+    std::iter::from_fn(move || {
+        let current = end?;
+        if current == 0 {
+            end = None;
+            return None;
+        }
+        let parent_end = scope[..current].rfind('.').unwrap_or(0);
+        end = Some(parent_end);
+        Some(&scope[..parent_end])
+    })
+}
+
+/// The name of the `index`-th (0-based) rule when it has none.
+pub fn default_rule_name(index: usize) -> String {
+    format!("rule-{:03}", index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert_eq!(
+            resource_policy_key("leave_request", "default", ""),
+            "resource.leave_request.vdefault"
+        );
+        assert_eq!(
+            resource_policy_key("leave_request", "20210210", "acme.hr"),
+            "resource.leave_request.v20210210/acme.hr"
+        );
+        assert_eq!(
+            principal_policy_key("donald_duck", "default", "acme"),
+            "principal.donald_duck.vdefault/acme"
+        );
+        assert_eq!(
+            role_policy_key("acme_creator", "default", "acme.hr.uk.brighton"),
+            "role.acme_creator.vdefault/acme.hr.uk.brighton"
+        );
+    }
+
+    #[test]
+    fn legacy_names_are_sanitized() {
+        assert_eq!(sanitize("my-doc"), "my_doc");
+        assert_eq!(sanitize("app:document"), "app_document");
+        assert_eq!(sanitize("a/b@c"), "a_b_c");
+        assert_eq!(sanitize("already.fine_1"), "already.fine_1");
+        // Names outside the legacy pattern are left alone.
+        assert_eq!(sanitize("1st-doc"), "1st-doc");
+        assert_eq!(sanitize("has space"), "has space");
+    }
+
+    #[test]
+    fn parents_nearest_first() {
+        assert_eq!(scope_parents("a.b.c").collect::<Vec<_>>(), ["a.b", "a", ""]);
+        assert_eq!(scope_parents("a").collect::<Vec<_>>(), [""]);
+        assert!(scope_parents("").next().is_none());
+    }
+
+    #[test]
+    fn default_names() {
+        assert_eq!(default_rule_name(0), "rule-001");
+        assert_eq!(default_rule_name(11), "rule-012");
+    }
+}

@@ -1,0 +1,189 @@
+//! The CEL view of a request, built once per request and shared by every
+//! condition.
+//!
+//! Strings are borrowed from the parsed request rather than copied, and the
+//! principal's view is shared by all resources of a batch. `request`, `P` and
+//! `R` resolve to the same values, so `request.principal` and `P` cost the
+//! same.
+
+use std::collections::HashMap;
+
+use cel::common::traits::Indexer;
+use cel::common::types::{CelList, CelMap, CelMapKey, CelString, Type};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
+use cel::ExecutionError;
+
+use super::{AuxData, Principal, Resource};
+use crate::celx;
+
+type Boxed<'a> = Box<dyn Val + 'a>;
+
+fn string<'a>(s: &'a str) -> Boxed<'a> {
+    Box::new(CelString::from(s))
+}
+
+fn object<'a>(attr: &'a serde_json::Map<String, serde_json::Value>) -> Boxed<'a> {
+    let map: HashMap<CelMapKey<'a>, Boxed<'a>> = attr
+        .iter()
+        .map(|(k, v)| (CelMapKey::from(k.as_str()), celx::json_to_val(v)))
+        .collect();
+    Box::new(CelMap::from(map))
+}
+
+/// Cerbos exposes request messages under both their JSON and proto field
+/// names (`policyVersion` and `policy_version`).
+fn message<'a>(fields: Vec<(&'static str, Boxed<'a>)>) -> Boxed<'a> {
+    let map: HashMap<CelMapKey<'a>, Boxed<'a>> = fields
+        .into_iter()
+        .map(|(k, v)| (CelMapKey::from(k), v))
+        .collect();
+    Box::new(CelMap::from(map))
+}
+
+/// `request.principal` / `P`.
+pub fn principal_val(p: &Principal) -> Boxed<'_> {
+    let roles: Vec<Boxed<'_>> = p.roles.iter().map(|r| string(r)).collect();
+    message(vec![
+        ("id", string(&p.id)),
+        ("roles", Box::new(CelList::from(roles))),
+        ("attr", object(&p.attr)),
+        ("policyVersion", string(&p.policy_version)),
+        ("policy_version", string(&p.policy_version)),
+        ("scope", string(p.scope.trim_start_matches('.'))),
+    ])
+}
+
+/// `request.resource` / `R`.
+pub fn resource_val(r: &Resource) -> Boxed<'_> {
+    message(vec![
+        ("kind", string(&r.kind)),
+        ("id", string(&r.id)),
+        ("attr", object(&r.attr)),
+        ("policyVersion", string(&r.policy_version)),
+        ("policy_version", string(&r.policy_version)),
+        ("scope", string(r.scope.trim_start_matches('.'))),
+    ])
+}
+
+/// `request.auxData`: `{jwt: {...claims}}`, empty when the request has none.
+pub fn aux_data_val(aux: Option<&AuxData>) -> Boxed<'_> {
+    static EMPTY: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+        std::sync::LazyLock::new(serde_json::Map::new);
+    let claims = aux.map_or(&*EMPTY, |a| &a.jwt);
+    message(vec![("jwt", object(claims))])
+}
+
+/// `runtime`: the derived roles in effect at the scope being evaluated.
+pub fn runtime_val(effective_derived_roles: &[&str]) -> Boxed<'static> {
+    let roles = || -> Boxed<'static> {
+        Box::new(CelList::from(
+            effective_derived_roles
+                .iter()
+                .map(|r| -> Boxed<'static> { Box::new(CelString::from(r.to_string())) })
+                .collect::<Vec<_>>(),
+        ))
+    };
+    message(vec![
+        ("effectiveDerivedRoles", roles()),
+        ("effective_derived_roles", roles()),
+    ])
+}
+
+static REQUEST_TYPE: Type = Type::new_unspecified_type("cerbos.engine.v1.Request");
+
+/// `request`: a view over the principal, resource and aux data values.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// `request.principal`.
+    pub principal: &'a dyn Val,
+    /// `request.resource`.
+    pub resource: &'a dyn Val,
+    /// `request.auxData`.
+    pub aux_data: &'a dyn Val,
+}
+
+impl Indexer for RequestView<'_> {
+    fn get<'b, 'v>(&'b self, field: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        match field.downcast_ref::<CelString>().map(CelString::inner) {
+            Some("principal") => Ok(CowVal::Borrowed(self.principal)),
+            Some("resource") => Ok(CowVal::Borrowed(self.resource)),
+            Some("auxData" | "aux_data") => Ok(CowVal::Borrowed(self.aux_data)),
+            Some(other) => Err(ExecutionError::no_such_key(other)),
+            None => Err(ExecutionError::UnexpectedType {
+                got: field.get_type().name().to_string(),
+                want: "string".to_string(),
+            }),
+        }
+    }
+
+    fn steal<'v>(self: Box<Self>, field: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        self.get(field).map(CowVal::into_owned)
+    }
+}
+
+impl Val for RequestView<'_> {
+    fn get_type(&self) -> &Type {
+        &REQUEST_TYPE
+    }
+
+    fn cel_type() -> &'static Type
+    where
+        Self: Sized,
+    {
+        &REQUEST_TYPE
+    }
+
+    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
+    where
+        Self: 'v,
+    {
+        Some(self)
+    }
+
+    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
+    where
+        Self: 'v,
+    {
+        Box::new(*self)
+    }
+}
+
+/// Everything a condition can name.
+pub struct Activation<'a> {
+    /// `request`.
+    pub request: RequestView<'a>,
+    /// `runtime`.
+    pub runtime: &'a dyn Val,
+    /// `V` / `variables`.
+    pub variables: &'a dyn Val,
+    /// `C` / `constants`.
+    pub constants: &'a dyn Val,
+    /// `G` / `globals`.
+    pub globals: &'a dyn Val,
+    /// The request's `now()`.
+    pub now: &'a dyn Val,
+}
+
+impl VariableResolver for Activation<'_> {
+    fn resolve<'b>(&'b self, name: &str) -> Option<CowVal<'b, 'b>> {
+        let value: &'b dyn Val = match name {
+            "request" => &self.request,
+            "P" => self.request.principal,
+            "R" => self.request.resource,
+            "V" | "variables" => self.variables,
+            "C" | "constants" => self.constants,
+            "G" | "globals" => self.globals,
+            "runtime" => self.runtime,
+            celx::NOW_VARIABLE => self.now,
+            _ => return None,
+        };
+        Some(CowVal::Borrowed(value))
+    }
+}

@@ -1,0 +1,656 @@
+//! Cerbos's check algorithm over the rule index.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+
+use cel::common::types::{CelMap, CelMapKey};
+use cel::common::value::Val;
+use cel::{Context, Value};
+use chrono::{DateTime, FixedOffset};
+
+use super::activation::{
+    aux_data_val, principal_val, resource_val, runtime_val, Activation, RequestView,
+};
+use super::validate::validate;
+use super::{
+    ActionResult, AuxData, CheckResult, Effect, OutputEntry, Principal, ResourceCheck, NO_MATCH,
+};
+use crate::celx;
+use crate::compile::names::{principal_policy_key, resource_policy_key, sanitize};
+use crate::compile::{
+    CompiledExpr, Condition, DerivedRole, Params, PrincipalRule, ResourceRule, RoleRule, RoleUnit,
+    RuleIndex, RuleOutput,
+};
+use crate::config::SchemaEnforcement;
+use crate::policy::model::ScopePermissions;
+
+type StaticVal = Box<dyn Val + 'static>;
+
+static EMPTY_MAP: LazyLock<StaticVal> = LazyLock::new(|| Box::new(CelMap::from(HashMap::new())));
+
+pub fn check(
+    index: &RuleIndex,
+    principal: &Principal,
+    aux_data: Option<&AuxData>,
+    resources: &[ResourceCheck],
+    now: DateTime<FixedOffset>,
+) -> Vec<CheckResult> {
+    let principal_cel = principal_val(principal);
+    let aux_cel = aux_data_val(aux_data);
+    let now_cel = celx::timestamp_val(now);
+    resources
+        .iter()
+        .map(|item| {
+            let resource_cel = resource_val(&item.resource);
+            let shared = Shared {
+                index,
+                principal,
+                request: RequestView {
+                    principal: &*principal_cel,
+                    resource: &*resource_cel,
+                    aux_data: &*aux_cel,
+                },
+                now: &*now_cel,
+            };
+            check_resource(&shared, item)
+        })
+        .collect()
+}
+
+/// What every evaluation of one resource shares.
+struct Shared<'a> {
+    index: &'a RuleIndex,
+    principal: &'a Principal,
+    request: RequestView<'a>,
+    now: &'a dyn Val,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Decision {
+    NoMatch,
+    Allow,
+    Deny,
+}
+
+#[derive(Clone, Debug)]
+struct EffectInfo {
+    decision: Decision,
+    policy: String,
+    scope: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PolicyType {
+    Principal,
+    Resource,
+}
+
+/// The scopes, nearest first, at which policies of one type exist for a
+/// request scope, and the key of the policy at the first of them.
+fn all_scopes<'s>(
+    existing: &std::collections::HashSet<Box<str>>,
+    scope: &'s str,
+    lenient: bool,
+    key: impl Fn(&str) -> String,
+) -> (Vec<&'s str>, String) {
+    let mut scopes = Vec::new();
+    if existing.contains(scope) {
+        scopes.push(scope);
+    } else if !lenient {
+        return (scopes, String::new());
+    }
+    scopes.extend(crate::compile::names::scope_parents(scope).filter(|s| existing.contains(*s)));
+    let first = scopes.first().map(|s| key(s)).unwrap_or_default();
+    (scopes, first)
+}
+
+fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
+    let index = shared.index;
+    let settings = &index.settings;
+    let principal = shared.principal;
+    let resource = &item.resource;
+    let default_version = settings.default_policy_version.as_str();
+    let principal_version = non_empty_or(&principal.policy_version, default_version);
+    let resource_version = non_empty_or(&resource.policy_version, default_version);
+    let principal_scope = principal.scope.trim_start_matches('.');
+    let resource_scope = resource.scope.trim_start_matches('.');
+
+    let mut result = CheckResult {
+        actions: item
+            .actions
+            .iter()
+            .map(|a| ActionResult {
+                action: a.clone(),
+                effect: Effect::Deny,
+                policy: NO_MATCH.to_string(),
+                scope: String::new(),
+            })
+            .collect(),
+        ..CheckResult::default()
+    };
+
+    let lenient = settings.lenient_scope_search;
+    let (principal_scopes, principal_key) =
+        all_scopes(&index.principal_scopes, principal_scope, lenient, |s| {
+            principal_policy_key(&principal.id, principal_version, s)
+        });
+    let (resource_scopes, resource_key) =
+        all_scopes(&index.resource_scopes, resource_scope, lenient, |s| {
+            resource_policy_key(&resource.kind, resource_version, s)
+        });
+    if principal_scopes.is_empty() && resource_scopes.is_empty() {
+        return result;
+    }
+
+    let kind = sanitize(&resource.kind);
+    if settings.schema_enforcement != SchemaEnforcement::None {
+        let unit = resource_scopes
+            .first()
+            .and_then(|scope| index.resource_unit(resource_version, &kind, scope));
+        if let Some(unit) = unit {
+            result.validation_errors = validate(unit, principal, resource, &item.actions);
+            if !result.validation_errors.is_empty()
+                && settings.schema_enforcement == SchemaEnforcement::Reject
+            {
+                for action in &mut result.actions {
+                    action.policy.clone_from(&resource_key);
+                }
+                return result;
+            }
+        }
+    }
+
+    let scoped_principal_exists =
+        index.scoped_principal_exists(principal_version, &principal_scopes);
+    let scoped_resource_exists =
+        index.scoped_resource_exists(resource_version, &kind, &resource_scopes);
+    if !scoped_principal_exists && !scoped_resource_exists {
+        return result;
+    }
+
+    let mut all_roles: Vec<&str> = Vec::new();
+    for role in &principal.roles {
+        index.with_parent_roles(resource_scope, role, &mut all_roles);
+    }
+
+    let mut run = Run {
+        shared,
+        kind: &kind,
+        resource_version,
+        conditions: Vec::new(),
+        variables: Vec::new(),
+        outputs: Vec::new(),
+        runtime: runtime_val(&[]),
+        effective_derived_roles: BTreeSet::new(),
+        processed_scopes: Vec::new(),
+    };
+
+    let mut roles: Vec<&str> = Vec::new();
+    for (slot, action) in item.actions.iter().enumerate() {
+        let mut decided = EffectInfo {
+            decision: Decision::NoMatch,
+            policy: String::new(),
+            scope: String::new(),
+        };
+        for policy_type in [PolicyType::Principal, PolicyType::Resource] {
+            let (main_key, scopes, exists) = match policy_type {
+                PolicyType::Principal => {
+                    (&principal_key, &principal_scopes, scoped_principal_exists)
+                }
+                PolicyType::Resource => (&resource_key, &resource_scopes, scoped_resource_exists),
+            };
+            decided.decision = Decision::NoMatch;
+            for (i, role) in principal.roles.iter().enumerate() {
+                // Principal rules apply to every role: one pass covers them all.
+                if i > 0 && policy_type == PolicyType::Principal {
+                    break;
+                }
+                roles.clear();
+                index.with_parent_roles(resource_scope, role, &mut roles);
+                let role_effect = run.evaluate_role(
+                    policy_type,
+                    action,
+                    &roles,
+                    &all_roles,
+                    scopes,
+                    if exists { main_key.as_str() } else { NO_MATCH },
+                );
+                if decided.decision == Decision::NoMatch {
+                    decided = role_effect.clone();
+                }
+                if role_effect.decision == Decision::Allow {
+                    decided = role_effect;
+                    break;
+                }
+            }
+            if decided.decision != Decision::NoMatch {
+                break;
+            }
+        }
+        let entry = &mut result.actions[slot];
+        entry.effect = if decided.decision == Decision::Allow {
+            Effect::Allow
+        } else {
+            Effect::Deny
+        };
+        entry.policy = decided.policy;
+        entry.scope = decided.scope;
+    }
+
+    result.effective_derived_roles = run.effective_derived_roles.into_iter().collect();
+    result.outputs = run.outputs;
+    result
+}
+
+fn non_empty_or<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() {
+        default
+    } else {
+        value
+    }
+}
+
+/// One applicable rule row, as Cerbos's rule table would return it.
+enum Binding<'i> {
+    Principal(&'i PrincipalRule, &'i Params),
+    Resource {
+        rule: &'i ResourceRule,
+        params: &'i Params,
+        derived: Option<(&'i DerivedRole, usize)>,
+    },
+    /// The role has a role policy here, but nothing in it allows the action.
+    RoleDenied(&'i str),
+    /// A role policy rule that allows the action, subject to its condition.
+    RoleRule(&'i RoleRule, &'i RoleUnit),
+}
+
+/// How a row's conditions came out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Satisfied,
+    NotSatisfied,
+    /// The derived role's condition failed on first evaluation: Cerbos skips
+    /// the row without emitting outputs.
+    Skipped,
+}
+
+/// The evaluation state of one resource check.
+struct Run<'a, 's> {
+    shared: &'s Shared<'a>,
+    kind: &'s str,
+    resource_version: &'s str,
+    /// Condition results by cache slot.
+    conditions: Vec<(usize, bool)>,
+    /// Evaluated variables by params id.
+    variables: Vec<(usize, StaticVal)>,
+    outputs: Vec<OutputEntry>,
+    /// `runtime` for the scope being evaluated.
+    runtime: StaticVal,
+    effective_derived_roles: BTreeSet<String>,
+    processed_scopes: Vec<&'s str>,
+}
+
+impl<'a, 's> Run<'a, 's> {
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_role(
+        &mut self,
+        policy_type: PolicyType,
+        action: &str,
+        roles: &[&str],
+        all_roles: &[&str],
+        scopes: &[&'s str],
+        policy: &str,
+    ) -> EffectInfo {
+        let index = self.shared.index;
+        let mut effect = EffectInfo {
+            decision: Decision::NoMatch,
+            policy: policy.to_string(),
+            scope: String::new(),
+        };
+        let mut has_allow = false;
+        let mut bindings: Vec<Binding<'a>> = Vec::new();
+        'scopes: for &scope in scopes {
+            if policy_type == PolicyType::Resource && !self.processed_scopes.contains(&scope) {
+                self.derive_roles(scope, all_roles);
+                self.processed_scopes.push(scope);
+            }
+            bindings.clear();
+            match policy_type {
+                PolicyType::Principal => self.principal_bindings(scope, action, &mut bindings),
+                PolicyType::Resource => self.resource_bindings(scope, action, roles, &mut bindings),
+            }
+            for binding in &bindings {
+                let (outcome, output, src) = self.evaluate_binding(binding);
+                if let Some(output) = output {
+                    let expr = match outcome {
+                        Outcome::Satisfied => output.rule_activated.as_ref(),
+                        Outcome::NotSatisfied => output.condition_not_met.as_ref(),
+                        Outcome::Skipped => None,
+                    };
+                    if let Some(expr) = expr {
+                        let val = self.output_value(binding, expr);
+                        self.outputs.push(OutputEntry {
+                            src: src.to_string(),
+                            val,
+                            action: action.to_string(),
+                        });
+                    }
+                }
+                let denied_by = match (binding, outcome) {
+                    (Binding::RoleDenied(key), _) => Some(*key),
+                    (Binding::RoleRule(_, unit), Outcome::NotSatisfied | Outcome::Skipped) => {
+                        Some(&*unit.key)
+                    }
+                    (Binding::Principal(rule, _), Outcome::Satisfied) => match rule.effect {
+                        Effect::Allow => {
+                            has_allow = true;
+                            None
+                        }
+                        Effect::Deny => Some(""),
+                    },
+                    (Binding::Resource { rule, .. }, Outcome::Satisfied) => match rule.effect {
+                        Effect::Allow => {
+                            has_allow = true;
+                            None
+                        }
+                        Effect::Deny => Some(""),
+                    },
+                    _ => None,
+                };
+                if let Some(role_policy) = denied_by {
+                    effect.decision = Decision::Deny;
+                    effect.scope = scope.to_string();
+                    if !role_policy.is_empty() {
+                        effect.policy = role_policy.to_string();
+                    }
+                    break 'scopes;
+                }
+            }
+            if has_allow {
+                match index.scope_permissions(scope) {
+                    Some(ScopePermissions::RequireParentalConsentForAllows) => has_allow = false,
+                    Some(ScopePermissions::OverrideParent) => {
+                        effect.decision = Decision::Allow;
+                        effect.scope = scope.to_string();
+                        break 'scopes;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        effect
+    }
+
+    fn principal_bindings(&self, scope: &str, action: &str, out: &mut Vec<Binding<'a>>) {
+        let shared = self.shared;
+        let Some(unit) =
+            shared
+                .index
+                .principal_unit(&shared.principal.id, self.resource_version, scope)
+        else {
+            return;
+        };
+        out.extend(
+            unit.rules
+                .iter()
+                .filter(|r| r.resource.matches(self.kind) && r.action.matches(action))
+                .map(|r| Binding::Principal(r, &unit.params)),
+        );
+    }
+
+    fn resource_bindings(
+        &self,
+        scope: &str,
+        action: &str,
+        roles: &[&str],
+        out: &mut Vec<Binding<'a>>,
+    ) {
+        let index = self.shared.index;
+        // Role policies come first so their denials take precedence.
+        if let Some(units) = index.role_units(self.resource_version, scope) {
+            for role in roles {
+                let Some(unit) = units.get(*role) else {
+                    continue;
+                };
+                let mut allowed = false;
+                for rule in unit
+                    .rules
+                    .iter()
+                    .filter(|r| r.resource.matches(self.kind))
+                    .filter(|r| r.actions.iter().any(|a| a.matches(action)))
+                {
+                    allowed = true;
+                    if rule.condition.is_some() || rule.output.is_some() {
+                        out.push(Binding::RoleRule(rule, unit));
+                    }
+                }
+                if !allowed {
+                    out.push(Binding::RoleDenied(&unit.key));
+                }
+            }
+        }
+        let Some(unit) = index.resource_unit(self.resource_version, self.kind, scope) else {
+            return;
+        };
+        for rule in &unit.rules {
+            for _ in rule.actions.iter().filter(|a| a.matches(action)) {
+                for _ in rule.roles.iter().filter(|r| r.matches(roles)) {
+                    out.push(Binding::Resource {
+                        rule,
+                        params: &unit.params,
+                        derived: None,
+                    });
+                }
+                for (derived, slot) in &rule.derived_roles {
+                    for _ in derived.parent_roles.iter().filter(|r| r.matches(roles)) {
+                        out.push(Binding::Resource {
+                            rule,
+                            params: &unit.params,
+                            derived: Some((derived, *slot)),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Works out which derived roles hold at `scope`, as Cerbos does once per
+    /// scope: conditions there see only the roles of that scope.
+    fn derive_roles(&mut self, scope: &str, all_roles: &[&str]) {
+        let index = self.shared.index;
+        let mut here: BTreeSet<&str> = BTreeSet::new();
+        if let Some(unit) = index.resource_unit(self.resource_version, self.kind, scope) {
+            for derived in &unit.derived_roles {
+                let parents_match = derived.parent_roles.iter().any(|p| p.matches(all_roles));
+                if !parents_match {
+                    continue;
+                }
+                let holds = match &derived.condition {
+                    None => true,
+                    Some(condition) => self.condition(condition, &derived.params),
+                };
+                if holds {
+                    here.insert(&derived.name);
+                    self.effective_derived_roles
+                        .insert(derived.name.to_string());
+                }
+            }
+        }
+        let names: Vec<&str> = here.into_iter().collect();
+        self.runtime = runtime_val(&names);
+    }
+
+    fn cached(&self, slot: usize) -> Option<bool> {
+        self.conditions
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, v)| *v)
+    }
+
+    fn evaluate_binding(
+        &mut self,
+        binding: &Binding<'a>,
+    ) -> (Outcome, Option<&'a RuleOutput>, &'a str) {
+        match binding {
+            Binding::RoleDenied(key) => (Outcome::Satisfied, None, key),
+            Binding::Principal(rule, params) => {
+                let outcome = self.rule_outcome(rule.slot, rule.condition.as_ref(), params);
+                (outcome, rule.output.as_ref(), &rule.src)
+            }
+            Binding::RoleRule(rule, unit) => {
+                let outcome = self.rule_outcome(rule.slot, rule.condition.as_ref(), &unit.params);
+                (outcome, rule.output.as_ref(), &rule.src)
+            }
+            Binding::Resource {
+                rule,
+                params,
+                derived,
+            } => {
+                let slot = derived.map_or(rule.slot, |(_, s)| s);
+                if let Some(cached) = self.cached(slot) {
+                    let outcome = if cached {
+                        Outcome::Satisfied
+                    } else {
+                        Outcome::NotSatisfied
+                    };
+                    return (outcome, rule.output.as_ref(), &rule.src);
+                }
+                if let Some((role, _)) = derived {
+                    let holds = match &role.condition {
+                        None => true,
+                        Some(condition) => self.condition(condition, &role.params),
+                    };
+                    if !holds {
+                        self.conditions.push((slot, false));
+                        return (Outcome::Skipped, rule.output.as_ref(), &rule.src);
+                    }
+                }
+                let holds = match &rule.condition {
+                    None => true,
+                    Some(condition) => self.condition(condition, params),
+                };
+                self.conditions.push((slot, holds));
+                let outcome = if holds {
+                    Outcome::Satisfied
+                } else {
+                    Outcome::NotSatisfied
+                };
+                (outcome, rule.output.as_ref(), &rule.src)
+            }
+        }
+    }
+
+    fn rule_outcome(
+        &mut self,
+        slot: usize,
+        condition: Option<&Condition>,
+        params: &Params,
+    ) -> Outcome {
+        let holds = match self.cached(slot) {
+            Some(cached) => cached,
+            None => {
+                let holds = condition.is_none_or(|c| self.condition(c, params));
+                self.conditions.push((slot, holds));
+                holds
+            }
+        };
+        if holds {
+            Outcome::Satisfied
+        } else {
+            Outcome::NotSatisfied
+        }
+    }
+
+    fn params_of(binding: &Binding<'a>) -> Option<&'a Params> {
+        match binding {
+            Binding::Principal(_, params) | Binding::Resource { params, .. } => Some(params),
+            Binding::RoleRule(_, unit) => Some(&unit.params),
+            Binding::RoleDenied(_) => None,
+        }
+    }
+
+    fn output_value(
+        &mut self,
+        binding: &Binding<'a>,
+        expr: &CompiledExpr,
+    ) -> Option<serde_json::Value> {
+        let params = Self::params_of(binding)?;
+        self.ensure_variables(params);
+        let variables = self.variables_of(params);
+        let activation = self.activation(params, variables);
+        let mut context = Context::with_env(celx::environment());
+        context.set_variable_resolver(&activation);
+        let json = match Value::resolve_val(expr.program.expression(), &context) {
+            Ok(value) => Some(celx::val_to_json(&*value).unwrap_or_else(|_| {
+                serde_json::Value::String(
+                    "<failed to convert evaluation to protobuf value>".to_string(),
+                )
+            })),
+            Err(_) => None,
+        };
+        json
+    }
+
+    fn variables_of(&self, params: &Params) -> &dyn Val {
+        self.variables
+            .iter()
+            .find(|(id, _)| *id == params.id)
+            .map_or(&**EMPTY_MAP, |(_, v)| &**v)
+    }
+
+    fn activation<'x>(&'x self, params: &'x Params, variables: &'x dyn Val) -> Activation<'x> {
+        Activation {
+            request: self.shared.request,
+            runtime: &*self.runtime,
+            variables,
+            constants: &*params.constants,
+            globals: &*self.shared.index.globals,
+            now: self.shared.now,
+        }
+    }
+
+    /// Evaluates a condition tree; an evaluation error counts as false.
+    fn condition(&mut self, condition: &Condition, params: &Params) -> bool {
+        self.ensure_variables(params);
+        let variables = self.variables_of(params);
+        let activation = self.activation(params, variables);
+        satisfied(condition, &activation)
+    }
+
+    /// Computes a policy's variables once per check, in dependency order.
+    fn ensure_variables(&mut self, params: &Params) {
+        if params.variables.is_empty() || self.variables.iter().any(|(id, _)| *id == params.id) {
+            return;
+        }
+        let mut values: HashMap<CelMapKey<'static>, StaticVal> = HashMap::new();
+        for (name, expr) in &params.variables {
+            let so_far = CelMap::from(std::mem::take(&mut values));
+            let result = {
+                let activation = self.activation(params, &so_far);
+                evaluate(expr, &activation)
+            };
+            values = so_far.into_inner();
+            // A variable that fails to evaluate is left undefined, as in Cerbos.
+            if let Some(value) = result.and_then(|v| StaticVal::try_from(v).ok()) {
+                values.insert(CelMapKey::from(name.to_string()), value);
+            }
+        }
+        self.variables
+            .push((params.id, Box::new(CelMap::from(values))));
+    }
+}
+
+fn evaluate(expr: &CompiledExpr, activation: &Activation<'_>) -> Option<Value> {
+    let mut context = Context::with_env(celx::environment());
+    context.set_variable_resolver(activation);
+    expr.program.execute(&context).ok()
+}
+
+fn satisfied(condition: &Condition, activation: &Activation<'_>) -> bool {
+    match condition {
+        Condition::Expr(expr) => matches!(evaluate(expr, activation), Some(Value::Bool(true))),
+        Condition::All(children) => children.iter().all(|c| satisfied(c, activation)),
+        Condition::Any(children) => children.iter().any(|c| satisfied(c, activation)),
+        Condition::None(children) => !children.iter().any(|c| satisfied(c, activation)),
+    }
+}

@@ -1,0 +1,1 @@
+//! The S3 store: policies under a bucket prefix.
