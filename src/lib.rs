@@ -5,6 +5,7 @@
 //! builds the rule index, [`engine`] answers checks against it, [`api`] is the
 //! Cerbos JSON surface and [`lambda`] maps gateway events onto it.
 
+pub mod api;
 pub mod celx;
 pub mod compile;
 pub mod config;
