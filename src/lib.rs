@@ -7,8 +7,10 @@
 
 pub mod api;
 pub mod celx;
+pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod engine;
+pub mod loader;
 pub mod policy;
 pub mod store;

@@ -1,1 +1,15 @@
-fn main() {}
+//! `bootstrap`: the Lambda function, and with a subcommand the offline CLI.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    match verdict::cli::Cli::parse().command {
+        Some(command) => verdict::cli::run(command),
+        None => {
+            eprintln!("the Lambda runtime loop is not built yet");
+            ExitCode::from(2)
+        }
+    }
+}

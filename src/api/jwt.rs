@@ -111,8 +111,10 @@ impl JwtVerifier {
         }
         Err(ApiError::unauthenticated(match last_error {
             Some(e) => format!("auxData.jwt.token: failed to verify token: {e}"),
-            None => "auxData.jwt.token: no key in the key set matches the token's algorithm and key id"
-                .to_string(),
+            None => {
+                "auxData.jwt.token: no key in the key set matches the token's algorithm and key id"
+                    .to_string()
+            }
         }))
     }
 }
@@ -173,7 +175,10 @@ fn algorithms_for(key: &DecodingKey) -> Vec<Algorithm> {
 }
 
 fn pem_key(pem: &[u8]) -> Result<Key, String> {
-    let attempts: [(fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>, &[Algorithm]); 3] = [
+    let attempts: [(
+        fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>,
+        &[Algorithm],
+    ); 3] = [
         (
             DecodingKey::from_rsa_pem,
             &[
@@ -185,7 +190,10 @@ fn pem_key(pem: &[u8]) -> Result<Key, String> {
                 Algorithm::PS512,
             ],
         ),
-        (DecodingKey::from_ec_pem, &[Algorithm::ES256, Algorithm::ES384]),
+        (
+            DecodingKey::from_ec_pem,
+            &[Algorithm::ES256, Algorithm::ES384],
+        ),
         (DecodingKey::from_ed_pem, &[Algorithm::EdDSA]),
     ];
     attempts
@@ -239,7 +247,10 @@ mod tests {
     fn a_valid_token_yields_its_claims() {
         let verifier = JwtVerifier::from_config(&hmac_config("main")).unwrap();
         let claims = verifier
-            .claims(&token(json!({"sub": "alice", "exp": future()}), "k1"), Some("main"))
+            .claims(
+                &token(json!({"sub": "alice", "exp": future()}), "k1"),
+                Some("main"),
+            )
             .unwrap();
         assert_eq!(claims["sub"], "alice");
         let again = verifier
@@ -252,7 +263,11 @@ mod tests {
     fn expired_forged_and_unknown_are_refused() {
         let verifier = JwtVerifier::from_config(&hmac_config("main")).unwrap();
         let expired = token(json!({"sub": "alice", "exp": 1000}), "k1");
-        assert!(verifier.claims(&expired, None).unwrap_err().message.contains("failed to verify"));
+        assert!(verifier
+            .claims(&expired, None)
+            .unwrap_err()
+            .message
+            .contains("failed to verify"));
         let forged = encode(
             &Header::new(Algorithm::HS256),
             &json!({"sub": "mallory", "exp": future()}),

@@ -228,7 +228,9 @@ impl Api {
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid("request body is empty: expected a JSON object"));
+        return Err(ApiError::invalid(
+            "request body is empty: expected a JSON object",
+        ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
@@ -404,7 +406,10 @@ struct ActionMeta<'a> {
 #[derive(Serialize)]
 struct Meta<'a> {
     actions: BTreeMap<&'a str, ActionMeta<'a>>,
-    #[serde(rename = "effectiveDerivedRoles", skip_serializing_if = "<[_]>::is_empty")]
+    #[serde(
+        rename = "effectiveDerivedRoles",
+        skip_serializing_if = "<[_]>::is_empty"
+    )]
     effective_derived_roles: &'a [String],
 }
 

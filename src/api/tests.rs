@@ -96,7 +96,10 @@ fn meta_only_when_asked_and_proto_names_accepted() {
     let response = check_resources(body).unwrap();
     assert_eq!(response["requestId"], "r2");
     assert!(response["results"][0].get("meta").is_none());
-    assert_eq!(response["results"][0]["resource"]["policyVersion"], "default");
+    assert_eq!(
+        response["results"][0]["resource"]["policyVersion"],
+        "default"
+    );
 }
 
 #[test]
@@ -107,11 +110,16 @@ fn single_resource_form_takes_attributes() {
         "resource": {"kind": "document", "policyVersion": "default", "id": "1", "attributes": {"owner": "alice"}},
         "principal": {"id": "alice", "roles": ["editor"], "attributes": {}}
     });
-    let checked = api().check(&index(), body.to_string().as_bytes(), now()).unwrap();
+    let checked = api()
+        .check(&index(), body.to_string().as_bytes(), now())
+        .unwrap();
     let response: Value = serde_json::from_slice(&checked.check_json().unwrap()).unwrap();
     assert_eq!(response["requestId"], "test");
     assert_eq!(response["resourceId"], "1");
-    assert_eq!(response["actions"], json!({"edit": "EFFECT_ALLOW", "view": "EFFECT_ALLOW"}));
+    assert_eq!(
+        response["actions"],
+        json!({"edit": "EFFECT_ALLOW", "view": "EFFECT_ALLOW"})
+    );
 }
 
 fn error(body: &[u8]) -> ApiError {
@@ -127,17 +135,30 @@ fn malformed_json_is_400() {
     let e = error(br#"{"principal": {"id": "a""#);
     assert_eq!(e.http_status(), 400);
     assert!(e.message.starts_with("invalid JSON"), "{}", e.message);
-    assert_eq!(error(b"").message, "request body is empty: expected a JSON object");
-    assert!(error(b"{} trailing").message.contains("trailing"), "{}", error(b"{} trailing").message);
+    assert_eq!(
+        error(b"").message,
+        "request body is empty: expected a JSON object"
+    );
+    assert!(
+        error(b"{} trailing").message.contains("trailing"),
+        "{}",
+        error(b"{} trailing").message
+    );
 }
 
 #[test]
 fn wrong_types_name_the_field() {
     let e = error_json(json!({"principal": {"id": "a", "roles": "editor"}, "resources": []}));
     assert!(e.message.contains("principal.roles"), "{}", e.message);
-    let e = error_json(request(json!({"id": 7, "roles": ["x"]}), doc(&["view"], "a")));
+    let e = error_json(request(
+        json!({"id": 7, "roles": ["x"]}),
+        doc(&["view"], "a"),
+    ));
     assert!(e.message.contains("principal.id"), "{}", e.message);
-    let e = error_json(request(json!({"id": "a", "roles": ["x"], "attr": [1]}), doc(&["view"], "a")));
+    let e = error_json(request(
+        json!({"id": "a", "roles": ["x"], "attr": [1]}),
+        doc(&["view"], "a"),
+    ));
     assert!(e.message.contains("principal.attr"), "{}", e.message);
 }
 
@@ -156,7 +177,10 @@ fn missing_parts_are_named() {
         e.message,
         "validation errors:\n - principal: value is required\n - resources: value is required"
     );
-    let e = error_json(request(json!({"id": "", "roles": []}), json!([{"actions": [], "resource": {"kind": "", "id": ""}}])));
+    let e = error_json(request(
+        json!({"id": "", "roles": []}),
+        json!([{"actions": [], "resource": {"kind": "", "id": ""}}]),
+    ));
     for field in [
         "principal.id: value is required",
         "principal.roles: value is required",
@@ -167,7 +191,10 @@ fn missing_parts_are_named() {
         assert!(e.message.contains(field), "{field} in {}", e.message);
     }
     let e = error_json(request(alice(), json!([{"actions": ["view"]}])));
-    assert_eq!(e.message, "validation error: resources[0].resource: value is required");
+    assert_eq!(
+        e.message,
+        "validation error: resources[0].resource: value is required"
+    );
 }
 
 #[test]
@@ -177,10 +204,17 @@ fn limits_are_enforced() {
     let e = error_json(request(alice(), doc(&refs, "a")));
     assert!(e.message.contains("no more than 50"), "{}", e.message);
     let many: Vec<Value> = (0..51)
-        .map(|i| json!({"actions": ["view"], "resource": {"kind": "document", "id": i.to_string()}}))
+        .map(
+            |i| json!({"actions": ["view"], "resource": {"kind": "document", "id": i.to_string()}}),
+        )
         .collect();
     let e = error_json(request(alice(), Value::Array(many)));
-    assert!(e.message.contains("resources: value must contain no more than 50"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("resources: value must contain no more than 50"),
+        "{}",
+        e.message
+    );
     let e = error_json(request(alice(), doc(&["view", "view"], "a")));
     assert!(e.message.contains("unique"), "{}", e.message);
 }
@@ -203,7 +237,11 @@ fn bad_versions_and_scopes() {
         json!({"id": "a", "roles": ["x"], "policyVersion": "1.0", "scope": "a..b"}),
         doc(&["view"], "a"),
     ));
-    assert!(e.message.contains("principal.policy_version"), "{}", e.message);
+    assert!(
+        e.message.contains("principal.policy_version"),
+        "{}",
+        e.message
+    );
     assert!(e.message.contains("principal.scope"), "{}", e.message);
     assert!(valid_request_scope("acme.hr-uk.x_1"));
     assert!(valid_request_scope("."));

@@ -1,0 +1,222 @@
+//! The offline commands of the `bootstrap` binary: `check` and `compile`.
+
+pub mod err;
+
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::api::Api;
+use crate::config::{Config, DiskConfig, StorageConfig, StorageDriver};
+use crate::loader::{self, PolicySet};
+pub use err::CliError;
+
+/// Command line of the `bootstrap` binary. With no subcommand it runs the
+/// Lambda runtime loop.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bootstrap",
+    version,
+    about = "Verdict: a Lambda-native policy decision point for Cerbos policies"
+)]
+pub struct Cli {
+    /// What to do; omit to run as an AWS Lambda function.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Offline subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate a CheckResources request (or an /api/check body) and print the response.
+    Check(CheckArgs),
+    /// Validate a policy folder and report every error.
+    Compile(CompileArgs),
+}
+
+/// Arguments of `bootstrap check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Config file (default: VERDICT_CONFIG, ./config.yaml, then the built-in disk default).
+    #[arg(long, conflicts_with = "policies")]
+    pub config: Option<PathBuf>,
+    /// Use this policy folder instead of a config file.
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
+    /// Read one request per line and write one response per line.
+    #[arg(long)]
+    pub ndjson: bool,
+    /// The request JSON file; `-` or nothing reads standard input.
+    pub request: Option<PathBuf>,
+}
+
+/// Output formats of `bootstrap compile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A readable report.
+    Text,
+    /// A JSON document.
+    Json,
+}
+
+/// Arguments of `bootstrap compile`.
+#[derive(Debug, clap::Args)]
+pub struct CompileArgs {
+    /// The policy folder.
+    pub dir: PathBuf,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+/// Runs a subcommand and returns the process exit code.
+pub fn run(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Check(args) => runtime.block_on(check(args)),
+        Command::Compile(args) => compile(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn config_for(args: &CheckArgs) -> Result<Config, CliError> {
+    if let Some(dir) = &args.policies {
+        return Ok(Config {
+            storage: StorageConfig {
+                driver: StorageDriver::Disk,
+                disk: Some(DiskConfig {
+                    directory: dir.clone(),
+                    watch_for_changes: false,
+                }),
+                blob: None,
+            },
+            ..Config::default()
+        });
+    }
+    Ok(Config::discover(args.config.as_deref())?.0)
+}
+
+async fn check(args: CheckArgs) -> Result<ExitCode, CliError> {
+    let config = config_for(&args)?;
+    let api = Api::new(&config)?;
+    let (policies, _) = PolicySet::open(&config).await?;
+    let index = policies.current();
+    let input = read_input(args.request.as_deref())?;
+    let mut stdout = std::io::stdout().lock();
+    let mut failed = false;
+    let mut answer = |body: &[u8], out: &mut dyn Write| -> Result<(), CliError> {
+        let now = chrono::Utc::now().fixed_offset();
+        let rendered = if is_check_resources(body) {
+            api.check_resources(&index, body, now)
+                .and_then(|c| c.check_resources_json())
+        } else {
+            api.check(&index, body, now).and_then(|c| c.check_json())
+        };
+        let bytes = rendered.unwrap_or_else(|err| {
+            failed = true;
+            err.body()
+        });
+        out.write_all(&bytes)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    };
+    if args.ndjson {
+        for line in input.lines() {
+            let line = line?;
+            if !line.trim().is_empty() {
+                answer(line.as_bytes(), &mut stdout)?;
+            }
+        }
+    } else {
+        let mut body = Vec::new();
+        { input }.read_to_end(&mut body)?;
+        answer(&body, &mut stdout)?;
+    }
+    stdout.flush()?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A body with `resources` is a CheckResources request; anything else is
+/// the single-resource form.
+fn is_check_resources(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .map(|m| m.contains_key("resources"))
+        .unwrap_or(false)
+}
+
+fn read_input(path: Option<&Path>) -> Result<Box<dyn BufRead>, CliError> {
+    match path {
+        None => Ok(Box::new(std::io::BufReader::new(std::io::stdin()))),
+        Some(p) if p == Path::new("-") => Ok(Box::new(std::io::BufReader::new(std::io::stdin()))),
+        Some(p) => {
+            let file = std::fs::File::open(p).map_err(|source| CliError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            Ok(Box::new(std::io::BufReader::new(file)))
+        }
+    }
+}
+
+fn compile(args: &CompileArgs) -> Result<ExitCode, CliError> {
+    let snapshot = crate::store::disk::load(&args.dir)?;
+    let outcome = loader::build(&snapshot, Default::default());
+    let errors = outcome
+        .as_ref()
+        .err()
+        .map(|e| e.lines())
+        .unwrap_or_default();
+    match args.output {
+        OutputFormat::Text => match &outcome {
+            Ok(index) => println!(
+                "{}: {} policies, {} rules, {} expressions compiled",
+                args.dir.display(),
+                index.stats().policies,
+                index.stats().rules,
+                index.stats().expressions
+            ),
+            Err(_) => {
+                eprintln!("{}: the policy set does not compile", args.dir.display());
+                for line in &errors {
+                    eprintln!("  {line}");
+                }
+            }
+        },
+        OutputFormat::Json => {
+            let stats = outcome.as_ref().ok().map(|i| i.stats());
+            let report = serde_json::json!({
+                "directory": args.dir.display().to_string(),
+                "compiled": outcome.is_ok(),
+                "policies": stats.map(|s| s.policies),
+                "errors": errors,
+            });
+            println!("{report}");
+        }
+    }
+    Ok(if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
