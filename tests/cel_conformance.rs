@@ -138,7 +138,10 @@ fn holds(case: &Case) -> Result<bool, String> {
 fn cerbos_cel_cases() {
     let dir = conformance_dir().join("cel_eval");
     if !dir.is_dir() {
-        eprintln!("SKIPPED: no CEL cases at {} (set CONFORMANCE_DIR)", dir.display());
+        eprintln!(
+            "SKIPPED: no CEL cases at {} (set CONFORMANCE_DIR)",
+            dir.display()
+        );
         return;
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -150,7 +153,11 @@ fn cerbos_cel_cases() {
     files.sort();
     let mut failed = Vec::new();
     for file in &files {
-        let name = file.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let text = std::fs::read_to_string(file).expect("case reads");
         let case: Case = serde_yaml_ng::from_str(&text).expect("case parses");
         // An evaluation error makes a condition false, which is what an
@@ -168,7 +175,11 @@ fn cerbos_cel_cases() {
             }
         }
     }
-    println!("{} passed, {} failed", files.len() - failed.len(), failed.len());
+    println!(
+        "{} passed, {} failed",
+        files.len() - failed.len(),
+        failed.len()
+    );
     assert!(!files.is_empty(), "no CEL cases in {}", dir.display());
     assert!(failed.is_empty(), "failing CEL cases: {failed:?}");
 }

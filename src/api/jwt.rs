@@ -174,11 +174,11 @@ fn algorithms_for(key: &DecodingKey) -> Vec<Algorithm> {
     all.into_iter().filter(|a| a.family() == family).collect()
 }
 
+/// Parses a PEM public key of one family.
+type PemParser = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+
 fn pem_key(pem: &[u8]) -> Result<Key, String> {
-    let attempts: [(
-        fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>,
-        &[Algorithm],
-    ); 3] = [
+    let attempts: [(PemParser, &[Algorithm]); 3] = [
         (
             DecodingKey::from_rsa_pem,
             &[
