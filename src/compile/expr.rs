@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
-use cel::Program;
+use crate::celx::Program;
 
 use crate::celx;
 use crate::policy::model::Match;
