@@ -19,7 +19,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use tokio::task::JoinSet;
 
@@ -486,7 +486,7 @@ async fn fetch_one(
             key,
             format!(
                 "GetObject failed while reading the body: {}",
-                DisplayErrorContext(&err)
+                error_chain(&err)
             ),
         )),
         Err(_) => Err(target.failure(
@@ -521,7 +521,6 @@ impl Target {
         let attempts = self.max_attempts;
         let timeout = self.request_timeout;
         let endpoint = &self.endpoint;
-        let cause = DisplayErrorContext(err);
         let message = match err {
             SdkError::TimeoutError(_) => format!(
                 "{operation} failed: no response from {endpoint} within requestTimeout ({timeout:?}); gave up after {attempts} attempts"
@@ -536,7 +535,10 @@ impl Target {
             SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
                 self.describe_response(operation, err)
             }
-            _ => format!("{operation} failed: {cause}"),
+            _ => format!(
+                "{operation} failed: request to {endpoint} failed: {}",
+                error_chain(err)
+            ),
         };
         self.failure(prefix_or_key, message)
     }
@@ -586,7 +588,7 @@ impl Target {
             }
             _ => format!(
                 "{operation} failed: HTTP {status} {code}{detail}: {}",
-                DisplayErrorContext(err)
+                error_chain(err)
             ),
         }
     }
@@ -628,6 +630,20 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         innermost = source;
     }
     innermost.to_string()
+}
+
+/// Every message of the error's source chain, without the SDK's `Debug` dump.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages = vec![err.to_string()];
+    let mut current = err;
+    while let Some(source) = current.source() {
+        let message = source.to_string();
+        if !messages.last().is_some_and(|last| last.contains(&message)) {
+            messages.push(message);
+        }
+        current = source;
+    }
+    messages.join(": ")
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -710,6 +726,25 @@ mod tests {
             (name == "AWS_ACCESS_KEY_ID").then(|| "AKID".to_string())
         });
         assert!(partial.credentials.is_none());
+    }
+
+    // The Lambda handler shares the store across invocations and awaits its
+    // futures inside `Send` ones; this fails to compile if that breaks.
+    #[allow(dead_code)]
+    fn store_and_futures_are_send(store: &S3Store) {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: T) {}
+        send_sync::<S3Store>();
+        send(store.load());
+        send(store.current_revision());
+    }
+
+    #[test]
+    fn error_chain_skips_repeated_messages() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = std::io::Error::other(inner);
+        assert_eq!(error_chain(&outer), "refused");
+        assert_eq!(root_cause(&outer), "refused");
     }
 
     #[test]
