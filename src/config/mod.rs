@@ -245,17 +245,27 @@ type BucketParts = (String, Option<String>, Option<String>);
 fn parse_s3_url(rest: &str) -> Result<BucketParts, String> {
     let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut region = None;
-    let mut endpoint = None;
+    let mut endpoint: Option<String> = None;
+    let mut plain_http = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "region" => region = Some(value.to_string()),
             "endpoint" => endpoint = Some(value.to_string()),
+            "disableSSL" => plain_http = value == "true",
             // Cerbos's gocloud URLs accept these; path-style is implied by an endpoint here.
-            "s3ForcePathStyle" | "hostname_immutable" | "disableSSL" | "awssdk" => {}
+            "s3ForcePathStyle" | "hostname_immutable" | "awssdk" => {}
             other => return Err(format!("unknown s3 URL parameter {other:?}")),
         }
     }
+    // gocloud's `endpoint=host:port&disableSSL=true` means plain HTTP.
+    let endpoint = endpoint.map(|e| {
+        if plain_http && !e.contains("://") {
+            format!("http://{e}")
+        } else {
+            e
+        }
+    });
     Ok((bucket.trim_end_matches('/').to_string(), region, endpoint))
 }
 
@@ -595,6 +605,16 @@ mod tests {
         assert_eq!(blob.prefix, "policies/");
         assert_eq!(blob.update_poll_interval, Some(Duration::from_secs(60)));
         assert_eq!(blob.request_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn gocloud_endpoint_without_ssl_is_plain_http() {
+        let config = parse(
+            "storage:\n  driver: blob\n  blob:\n    bucket: \"s3://b?region=r&endpoint=127.0.0.1:9000&disableSSL=true&s3ForcePathStyle=true\"\n",
+        )
+        .unwrap();
+        let location = config.storage.blob.unwrap().location().unwrap();
+        assert_eq!(location.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
     }
 
     #[test]

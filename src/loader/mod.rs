@@ -148,7 +148,14 @@ pub enum Refresh {
 impl PolicySet {
     /// Loads the set at cold start.
     pub async fn open(config: &Config) -> Result<(PolicySet, LoadReport), LoadError> {
-        let store = Store::open(config).await?;
+        PolicySet::from_store(Store::open(config).await?, config).await
+    }
+
+    /// Loads the set from an already opened store.
+    pub async fn from_store(
+        store: Store,
+        config: &Config,
+    ) -> Result<(PolicySet, LoadReport), LoadError> {
         let settings = EngineSettings::from(config);
         let (index, report) = load(&store, settings.clone()).await?;
         let poll_interval = config
