@@ -1,17 +1,22 @@
 //! The offline commands of the `bootstrap` binary: `check` and `compile`.
 
 pub mod err;
+pub mod report;
+pub mod verify;
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::api::Api;
-use crate::config::{Config, DiskConfig, StorageConfig, StorageDriver};
-use crate::loader::{self, PolicySet};
+use crate::compile::{CompileError, EngineSettings};
+use crate::config::{Config, DiskConfig, SchemaEnforcement, StorageConfig, StorageDriver};
+use crate::loader::{self, LoadError, PolicySet};
 pub use err::CliError;
+use report::{CompileReport, Problem};
 
 /// Command line of the `bootstrap` binary. With no subcommand it runs the
 /// Lambda runtime loop.
@@ -32,7 +37,7 @@ pub struct Cli {
 pub enum Command {
     /// Evaluate a CheckResources request (or an /api/check body) and print the response.
     Check(CheckArgs),
-    /// Validate a policy folder and report every error.
+    /// Validate a policy folder, report every error, then run its test suites (`*_test.yaml`).
     Compile(CompileArgs),
 }
 
@@ -57,8 +62,10 @@ pub struct CheckArgs {
 pub enum OutputFormat {
     /// A readable report.
     Text,
-    /// A JSON document.
+    /// A JSON document (test results in Cerbos's `TestResults` shape).
     Json,
+    /// JUnit XML, for CI test reports.
+    Junit,
 }
 
 /// Arguments of `bootstrap compile`.
@@ -67,8 +74,14 @@ pub struct CompileArgs {
     /// The policy folder.
     pub dir: PathBuf,
     /// Report format.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
     pub output: OutputFormat,
+    /// Only validate the policies; do not run test suites.
+    #[arg(long)]
+    pub skip_tests: bool,
+    /// Do not enforce JSON schemas while running tests (Cerbos's `--ignore-schemas`).
+    #[arg(long)]
+    pub ignore_schemas: bool,
 }
 
 /// Runs a subcommand and returns the process exit code.
@@ -181,42 +194,111 @@ fn read_input(path: Option<&Path>) -> Result<Box<dyn BufRead>, CliError> {
 
 fn compile(args: &CompileArgs) -> Result<ExitCode, CliError> {
     let snapshot = crate::store::disk::load(&args.dir)?;
-    let outcome = loader::build(&snapshot, Default::default());
-    let errors = outcome
-        .as_ref()
-        .err()
-        .map(|e| e.lines())
-        .unwrap_or_default();
-    match args.output {
-        OutputFormat::Text => match &outcome {
-            Ok(index) => println!(
-                "{}: {} policies, {} rules, {} expressions compiled",
-                args.dir.display(),
-                index.stats().policies,
-                index.stats().rules,
-                index.stats().expressions
-            ),
-            Err(_) => {
-                eprintln!("{}: the policy set does not compile", args.dir.display());
-                for line in &errors {
-                    eprintln!("  {line}");
-                }
-            }
+    // Tests run with schemas enforced, as `cerbos compile` does.
+    let settings = EngineSettings {
+        schema_enforcement: if args.ignore_schemas {
+            SchemaEnforcement::None
+        } else {
+            SchemaEnforcement::Reject
         },
-        OutputFormat::Json => {
-            let stats = outcome.as_ref().ok().map(|i| i.stats());
-            let report = serde_json::json!({
-                "directory": args.dir.display().to_string(),
-                "compiled": outcome.is_ok(),
-                "policies": stats.map(|s| s.policies),
-                "errors": errors,
-            });
-            println!("{report}");
+        ..EngineSettings::default()
+    };
+    let directory = args.dir.display().to_string();
+    let report = match loader::build(&snapshot, settings.clone()) {
+        Ok(index) => {
+            let stats = index.stats();
+            let test_results = if args.skip_tests {
+                None
+            } else {
+                Some(verify::run(
+                    &args.dir,
+                    &snapshot,
+                    Arc::new(index),
+                    settings,
+                )?)
+            };
+            CompileReport {
+                directory,
+                compiled: true,
+                policies: Some(stats.policies),
+                rules: Some(stats.rules),
+                expressions: Some(stats.expressions),
+                errors: Vec::new(),
+                problems: Vec::new(),
+                test_results,
+            }
         }
-    }
-    Ok(if outcome.is_ok() {
-        ExitCode::SUCCESS
-    } else {
+        Err(LoadError::Store(err)) => return Err(err.into()),
+        Err(err) => {
+            let problems = problems(&err);
+            CompileReport {
+                directory,
+                compiled: false,
+                policies: None,
+                rules: None,
+                expressions: None,
+                errors: problems.iter().map(|p| p.error.clone()).collect(),
+                problems,
+                test_results: None,
+            }
+        }
+    };
+    let rendered = match args.output {
+        OutputFormat::Text => report::text(&report),
+        OutputFormat::Json => report::json(&report) + "\n",
+        OutputFormat::Junit => report::junit(&report),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(rendered.as_bytes())?;
+    stdout.flush()?;
+    Ok(if report.failed() {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+/// Every error of a failed load, with its position when it has one.
+fn problems(err: &LoadError) -> Vec<Problem> {
+    let positioned = |file: &str, line: usize, column: usize, error: String| Problem {
+        file: file.to_string(),
+        line,
+        column,
+        error,
+    };
+    match err {
+        LoadError::Parse(errors) => errors
+            .iter()
+            .map(|e| positioned(&e.file, e.line, e.column, e.to_string()))
+            .collect(),
+        LoadError::Compile(errors) => errors
+            .0
+            .iter()
+            .map(|e| match compile_location(e) {
+                Some((file, line, column)) => positioned(file, line, column, e.to_string()),
+                None => positioned("", 0, 0, e.to_string()),
+            })
+            .collect(),
+        LoadError::Store(e) => vec![positioned("", 0, 0, e.to_string())],
+    }
+}
+
+fn compile_location(error: &CompileError) -> Option<(&str, usize, usize)> {
+    let at = match error {
+        CompileError::Policy(e) => return Some((&e.file, e.line, e.column)),
+        CompileError::Cel { at, .. }
+        | CompileError::Duplicate { at, .. }
+        | CompileError::UnknownImport { at, .. }
+        | CompileError::UnknownDerivedRole { at, .. }
+        | CompileError::AmbiguousDerivedRole { at, .. }
+        | CompileError::Redefined { at, .. }
+        | CompileError::Undefined { at, .. }
+        | CompileError::VariableCycle { at, .. }
+        | CompileError::MissingAncestor { at, .. }
+        | CompileError::Schema { at, .. }
+        | CompileError::Pattern { at, .. } => at,
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    };
+    Some((&at.file, at.line, at.column))
 }

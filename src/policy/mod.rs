@@ -9,6 +9,7 @@ pub mod err;
 pub mod model;
 mod parse;
 pub mod source;
+pub mod testsuite;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
