@@ -531,8 +531,27 @@ fn invalid(origin: &str, err: &serde_yaml_ng::Error) -> ConfigError {
 }
 
 /// Replaces `${NAME}` and `${NAME:default}` with environment values.
+/// Comment lines are left alone, so commented-out examples may name
+/// variables that are not set.
 fn interpolate(
     origin: &str,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            out.push_str(&interpolate_line(origin, index + 1, line, lookup)?);
+        }
+    }
+    Ok(out)
+}
+
+fn interpolate_line(
+    origin: &str,
+    line_number: usize,
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
@@ -542,11 +561,9 @@ fn interpolate(
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
-            let consumed = text.len() - rest.len() + start;
-            let line = text[..consumed].matches('\n').count() + 1;
             return Err(ConfigError::UnterminatedReference {
                 path: origin.to_string(),
-                line,
+                line: line_number,
             });
         };
         let reference = &after[..end];
@@ -632,6 +649,12 @@ mod tests {
     fn unset_variable_without_default_is_named() {
         let err = parse("storage:\n  disk:\n    directory: ${POLICY_DIR}\n").unwrap_err();
         assert!(err.to_string().contains("POLICY_DIR"), "{err}");
+    }
+
+    #[test]
+    fn comments_are_not_interpolated() {
+        let config = parse("# bucket: ${NOT_SET}\nengine:\n  defaultPolicyVersion: v1\n").unwrap();
+        assert_eq!(config.engine.default_policy_version, "v1");
     }
 
     #[test]
