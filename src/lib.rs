@@ -11,6 +11,7 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod engine;
+pub mod lambda;
 pub mod loader;
 pub mod policy;
 pub mod store;

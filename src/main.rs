@@ -7,9 +7,6 @@ use clap::Parser;
 fn main() -> ExitCode {
     match verdict::cli::Cli::parse().command {
         Some(command) => verdict::cli::run(command),
-        None => {
-            eprintln!("the Lambda runtime loop is not built yet");
-            ExitCode::from(2)
-        }
+        None => verdict::lambda::run(),
     }
 }
