@@ -3,8 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use crate::celx::Program;
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 
 use crate::celx;
 use crate::policy::model::Match;

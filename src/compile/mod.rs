@@ -791,6 +791,7 @@ impl<'p> Builder<'p> {
                     Ok(validator) => Some(Some(SchemaUse {
                         reference: Arc::from(s.reference.as_str()),
                         validator,
+                        document: b.schemas.document(&s.reference).unwrap_or_default(),
                         ignore_when: s
                             .ignore_when
                             .as_ref()
@@ -841,7 +842,10 @@ impl<'p> Builder<'p> {
         let mut rules = Vec::new();
         let mut ok = true;
         for rule in &p.rules {
-            let resource = self.pattern(policy, &rule.resource);
+            // Cerbos indexes principal rules under the sanitized resource
+            // name, as it does resource policies, so `a:b` also matches a
+            // request for `a_b`; a glob is never sanitized.
+            let resource = self.pattern(policy, &sanitize(&rule.resource));
             for (i, action) in rule.actions.iter().enumerate() {
                 let name = action
                     .name

@@ -21,6 +21,9 @@ pub struct SchemaUse {
     pub reference: Arc<str>,
     /// The compiled schema.
     pub validator: Arc<Validator>,
+    /// The schema document itself, to word errors as Cerbos does (the
+    /// types of a multi-type keyword in the order written).
+    pub document: Arc<serde_json::Value>,
     /// Validation is skipped when every requested action matches one of these.
     pub ignore_when: Vec<Pattern>,
 }
@@ -91,6 +94,13 @@ impl SchemaRegistry {
         self.compiled.len()
     }
 
+    /// The document a reference names (after [`Self::validator`] accepted it).
+    pub fn document(&self, reference: &str) -> Option<Arc<serde_json::Value>> {
+        let path = reference.strip_prefix(SCHEME)?;
+        let path = path.split('#').next().unwrap_or(path);
+        self.documents.get(path).map(|d| Arc::new(d.clone()))
+    }
+
     /// Compiles (once) the schema a policy refers to.
     pub fn validator(&mut self, reference: &str) -> Result<Arc<Validator>, String> {
         if let Some(done) = self.compiled.get(reference) {
@@ -107,7 +117,10 @@ impl SchemaRegistry {
             .documents
             .get(path)
             .ok_or_else(|| format!("no schema _schemas/{path} in the policy store"))?;
+        // Cerbos's schema library asserts `format` (an invalid email is an
+        // error there), so formats are validated here too.
         let validator = jsonschema::options()
+            .should_validate_formats(true)
             .with_base_uri(format!("{SCHEME}{path}"))
             .with_retriever(StoreRetriever {
                 documents: Arc::clone(&self.documents),
@@ -175,6 +188,7 @@ mod tests {
         let schema = SchemaUse {
             reference: Arc::from("cerbos:///principal.json"),
             validator: registry.validator("cerbos:///principal.json").unwrap(),
+            document: registry.document("cerbos:///principal.json").unwrap(),
             ignore_when: vec![
                 Pattern::new("create").unwrap(),
                 Pattern::new("view:*").unwrap(),

@@ -18,8 +18,8 @@ use super::{
 use crate::celx;
 use crate::compile::names::{principal_policy_key, resource_policy_key, sanitize};
 use crate::compile::{
-    CompiledExpr, Condition, DerivedRole, Params, PrincipalRule, ResourceRule, RoleRule, RoleUnit,
-    RuleIndex, RuleOutput,
+    CompiledExpr, Condition, DerivedRole, Params, PrincipalRule, ResourceRule, ResourceUnit,
+    RoleRule, RoleUnit, RuleIndex, RuleOutput,
 };
 use crate::config::SchemaEnforcement;
 use crate::policy::model::ScopePermissions;
@@ -274,6 +274,23 @@ enum Outcome {
     Skipped,
 }
 
+/// Which evaluation of a set of variables a cached value belongs to.
+///
+/// Cerbos keeps three kinds of variable evaluations apart within a check: a
+/// policy's own (for its rules and outputs), a derived role set's while the
+/// effective derived roles of a scope are worked out, and a derived role's
+/// when a rule that uses it is evaluated. The last two can differ, as they
+/// see different `runtime.effectiveDerivedRoles`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum VarSlot<'i> {
+    /// A resource, principal or role policy's variables, by params id.
+    Policy(usize),
+    /// A derived role set's variables while deriving roles, by params id.
+    Derive(usize),
+    /// A derived role's variables inside a rule, by derived role name.
+    DerivedRole(&'i str),
+}
+
 /// The evaluation state of one resource check.
 struct Run<'a, 's> {
     shared: &'s Shared<'a>,
@@ -281,8 +298,8 @@ struct Run<'a, 's> {
     resource_version: &'s str,
     /// Condition results by cache slot.
     conditions: Vec<(usize, bool)>,
-    /// Evaluated variables by params id.
-    variables: Vec<(usize, StaticVal)>,
+    /// Evaluated variables.
+    variables: Vec<(VarSlot<'a>, StaticVal)>,
     outputs: Vec<OutputEntry>,
     /// `runtime` for the scope being evaluated.
     runtime: StaticVal,
@@ -328,11 +345,15 @@ impl<'a, 's> Run<'a, 's> {
                         Outcome::Skipped => None,
                     };
                     if let Some(expr) = expr {
-                        let val = self.output_value(binding, expr);
+                        let (val, error) = match self.output_value(binding, expr) {
+                            Ok(val) => (Some(val), None),
+                            Err(error) => (None, Some(error)),
+                        };
                         self.outputs.push(OutputEntry {
                             src: src.to_string(),
                             val,
                             action: action.to_string(),
+                            error,
                         });
                     }
                 }
@@ -406,8 +427,16 @@ impl<'a, 's> Run<'a, 's> {
         out: &mut Vec<Binding<'a>>,
     ) {
         let index = self.shared.index;
-        // Role policies come first so their denials take precedence.
-        if let Some(units) = index.role_units(self.resource_version, scope) {
+        let unit = index.resource_unit(self.resource_version, self.kind, scope);
+        // Role policies come first so their denials take precedence. A role
+        // policy only denies what it does not list when the scope has some
+        // rule for this kind and these roles (Cerbos's rule table query
+        // returns no rows otherwise, so there is nothing to deny).
+        let role_units = index
+            .role_units(self.resource_version, scope)
+            .filter(|units| roles.iter().any(|r| units.contains_key(*r)))
+            .filter(|units| kind_has_rows(unit.map(|u| &**u), units, self.kind, roles));
+        if let Some(units) = role_units {
             for role in roles {
                 let Some(unit) = units.get(*role) else {
                     continue;
@@ -429,7 +458,7 @@ impl<'a, 's> Run<'a, 's> {
                 }
             }
         }
-        let Some(unit) = index.resource_unit(self.resource_version, self.kind, scope) else {
+        let Some(unit) = unit else {
             return;
         };
         for rule in &unit.rules {
@@ -467,7 +496,11 @@ impl<'a, 's> Run<'a, 's> {
                 }
                 let holds = match &derived.condition {
                     None => true,
-                    Some(condition) => self.condition(condition, &derived.params),
+                    Some(condition) => self.condition(
+                        condition,
+                        &derived.params,
+                        VarSlot::Derive(derived.params.id),
+                    ),
                 };
                 if holds {
                     here.insert(&derived.name);
@@ -518,7 +551,11 @@ impl<'a, 's> Run<'a, 's> {
                 if let Some((role, _)) = derived {
                     let holds = match &role.condition {
                         None => true,
-                        Some(condition) => self.condition(condition, &role.params),
+                        Some(condition) => self.condition(
+                            condition,
+                            &role.params,
+                            VarSlot::DerivedRole(&role.name),
+                        ),
                     };
                     if !holds {
                         self.conditions.push((slot, false));
@@ -527,7 +564,9 @@ impl<'a, 's> Run<'a, 's> {
                 }
                 let holds = match &rule.condition {
                     None => true,
-                    Some(condition) => self.condition(condition, params),
+                    Some(condition) => {
+                        self.condition(condition, params, VarSlot::Policy(params.id))
+                    }
                 };
                 self.conditions.push((slot, holds));
                 let outcome = if holds {
@@ -549,7 +588,8 @@ impl<'a, 's> Run<'a, 's> {
         let holds = match self.cached(slot) {
             Some(cached) => cached,
             None => {
-                let holds = condition.is_none_or(|c| self.condition(c, params));
+                let holds =
+                    condition.is_none_or(|c| self.condition(c, params, VarSlot::Policy(params.id)));
                 self.conditions.push((slot, holds));
                 holds
             }
@@ -569,32 +609,32 @@ impl<'a, 's> Run<'a, 's> {
         }
     }
 
+    /// An output expression's value as JSON, or why it has none.
     fn output_value(
         &mut self,
         binding: &Binding<'a>,
         expr: &CompiledExpr,
-    ) -> Option<serde_json::Value> {
-        let params = Self::params_of(binding)?;
-        self.ensure_variables(params);
-        let variables = self.variables_of(params);
+    ) -> Result<serde_json::Value, String> {
+        let Some(params) = Self::params_of(binding) else {
+            return Ok(serde_json::Value::Null);
+        };
+        let slot = VarSlot::Policy(params.id);
+        self.ensure_variables(params, slot);
+        let variables = self.variables_of(slot);
         let activation = self.activation(params, variables);
         let mut context = Context::with_env(celx::environment());
         context.set_variable_resolver(&activation);
         let json = match Value::resolve_val(expr.program.expression(), &context) {
-            Ok(value) => Some(celx::val_to_json(&*value).unwrap_or_else(|_| {
-                serde_json::Value::String(
-                    "<failed to convert evaluation to protobuf value>".to_string(),
-                )
-            })),
-            Err(_) => None,
+            Ok(value) => celx::val_to_json(&*value).map_err(|e| conversion_message(&e)),
+            Err(err) => Err(evaluation_message(&err)),
         };
         json
     }
 
-    fn variables_of(&self, params: &Params) -> &dyn Val {
+    fn variables_of(&self, slot: VarSlot<'_>) -> &dyn Val {
         self.variables
             .iter()
-            .find(|(id, _)| *id == params.id)
+            .find(|(s, _)| *s == slot)
             .map_or(&**EMPTY_MAP, |(_, v)| &**v)
     }
 
@@ -610,16 +650,17 @@ impl<'a, 's> Run<'a, 's> {
     }
 
     /// Evaluates a condition tree; an evaluation error counts as false.
-    fn condition(&mut self, condition: &Condition, params: &Params) -> bool {
-        self.ensure_variables(params);
-        let variables = self.variables_of(params);
+    fn condition(&mut self, condition: &Condition, params: &Params, slot: VarSlot<'a>) -> bool {
+        self.ensure_variables(params, slot);
+        let variables = self.variables_of(slot);
         let activation = self.activation(params, variables);
         satisfied(condition, &activation)
     }
 
-    /// Computes a policy's variables once per check, in dependency order.
-    fn ensure_variables(&mut self, params: &Params) {
-        if params.variables.is_empty() || self.variables.iter().any(|(id, _)| *id == params.id) {
+    /// Computes a set of variables once per check and slot, in dependency
+    /// order, with the `runtime` in effect at the first use.
+    fn ensure_variables(&mut self, params: &Params, slot: VarSlot<'a>) {
+        if params.variables.is_empty() || self.variables.iter().any(|(s, _)| *s == slot) {
             return;
         }
         let mut values: HashMap<CelMapKey<'static>, StaticVal> = HashMap::new();
@@ -635,9 +676,70 @@ impl<'a, 's> Run<'a, 's> {
                 values.insert(CelMapKey::from(name.to_string()), value);
             }
         }
-        self.variables
-            .push((params.id, Box::new(CelMap::from(values))));
+        self.variables.push((slot, Box::new(CelMap::from(values))));
     }
+}
+
+/// cel-go's wording of an evaluation error, as Cerbos reports it in an
+/// output entry's `error`.
+fn evaluation_message(err: &cel::ExecutionError) -> String {
+    use cel::ExecutionError as E;
+    match err {
+        E::NoSuchKey(key) => format!("no such key: {key}"),
+        E::NoSuchOverload(_)
+        | E::UnsupportedBinaryOperator(..)
+        | E::ValuesNotComparable(..)
+        | E::UnexpectedType { .. } => "no such overload".to_string(),
+        E::DivisionByZero(_) => "division by zero".to_string(),
+        E::RemainderByZero(_) => "modulus by zero".to_string(),
+        E::Overflow(..) => "integer overflow".to_string(),
+        E::UndeclaredReference(name) => format!("no such attribute: {name}"),
+        E::FunctionError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// cel-go's wording when a value has no `google.protobuf.Value` form.
+fn conversion_message(err: &celx::err::CelxError) -> String {
+    match err {
+        celx::err::CelxError::Convert { type_name, reason } => {
+            match reason.strip_prefix("map key of type `") {
+                Some(rest) => format!(
+                    "unsupported type conversion from '{}' to string",
+                    rest.split('`').next().unwrap_or_default()
+                ),
+                None => format!("type conversion not supported for '{type_name}'"),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Whether any rule at one scope applies to `kind` for one of `roles`, for
+/// any action: a resource policy rule naming one of the roles (directly, as
+/// `*`, or as the parent of a derived role), or a role policy rule of one of
+/// the roles that lists the kind.
+fn kind_has_rows(
+    unit: Option<&ResourceUnit>,
+    role_units: &HashMap<Box<str>, std::sync::Arc<RoleUnit>>,
+    kind: &str,
+    roles: &[&str],
+) -> bool {
+    let in_resource_policy = unit.is_some_and(|u| {
+        u.rules.iter().any(|rule| {
+            rule.roles.iter().any(|r| r.matches(roles))
+                || rule
+                    .derived_roles
+                    .iter()
+                    .any(|(d, _)| d.parent_roles.iter().any(|p| p.matches(roles)))
+        })
+    });
+    in_resource_policy
+        || roles.iter().any(|role| {
+            role_units
+                .get(*role)
+                .is_some_and(|u| u.rules.iter().any(|r| r.resource.matches(kind)))
+        })
 }
 
 fn evaluate(expr: &CompiledExpr, activation: &Activation<'_>) -> Option<Value> {

@@ -106,6 +106,10 @@ pub struct OutputEntry {
     pub val: Option<serde_json::Value>,
     /// The action being evaluated when it was emitted.
     pub action: String,
+    /// Why the expression has no value, in cel-go's words (`no such key:
+    /// owner`), as Cerbos 0.55 reports it in the entry's `error` field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The decisions for one resource.
@@ -147,3 +151,6 @@ pub fn check(
 ) -> Vec<CheckResult> {
     evaluate::check(index, principal, aux_data, resources, now)
 }
+
+#[cfg(test)]
+mod tests;

@@ -48,13 +48,134 @@ fn check_one(
         return;
     }
     let instance = Value::Object(attr.clone());
-    for error in schema.validator.iter_errors(&instance) {
+    let found: Vec<jsonschema::ValidationError<'_>> =
+        schema.validator.iter_errors(&instance).collect();
+    for (path, message) in cerbos_errors(&found, &schema.document) {
         errors.push(ValidationError {
-            path: error.instance_path().as_str().to_string(),
-            message: message(error.kind(), error.instance()).unwrap_or_else(|| error.to_string()),
+            path,
+            message,
             source,
         });
     }
+}
+
+/// One reported problem before it is worded: where, which subschema, what.
+struct Leaf<'e> {
+    path: String,
+    schema_path: String,
+    error: &'e jsonschema::ValidationError<'e>,
+}
+
+/// Cerbos's list for a set of errors, as its JSON Schema library (v6 of
+/// santhosh-tekuri/jsonschema) reports them: the leaves of `anyOf`/`oneOf`
+/// failures rather than the combinator, one "missing properties" entry per
+/// object, nothing else about a value whose type is already wrong, and `/`
+/// for the root.
+fn cerbos_errors(
+    found: &[jsonschema::ValidationError<'_>],
+    document: &Value,
+) -> Vec<(String, String)> {
+    let mut leaves = Vec::new();
+    for error in found {
+        collect_leaves(error, &mut leaves);
+    }
+    // A value of the wrong type gets only the type error from its subschema.
+    let typed: Vec<(String, String)> = leaves
+        .iter()
+        .filter(|l| matches!(l.error.kind(), ValidationErrorKind::Type { .. }))
+        .map(|l| (l.path.clone(), parent(&l.schema_path).to_string()))
+        .collect();
+    let mut out: Vec<(String, String)> = Vec::new();
+    // Missing properties are grouped per object, in the schema's order.
+    let mut missing: Vec<(String, Vec<String>)> = Vec::new();
+    for leaf in &leaves {
+        let is_type = matches!(leaf.error.kind(), ValidationErrorKind::Type { .. });
+        if !is_type
+            && typed
+                .iter()
+                .any(|(p, s)| *p == leaf.path && s == parent(&leaf.schema_path))
+        {
+            continue;
+        }
+        let path = if leaf.path.is_empty() {
+            "/".to_string()
+        } else {
+            leaf.path.clone()
+        };
+        if let ValidationErrorKind::Required { property } = leaf.error.kind() {
+            let name = property.as_str().unwrap_or_default().to_string();
+            match missing.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, names)) => names.push(name),
+                None => {
+                    out.push((path.clone(), String::new()));
+                    missing.push((path, vec![name]));
+                }
+            }
+            continue;
+        }
+        let text = match leaf.error.kind() {
+            // The types in the order the schema lists them, when it can be found.
+            ValidationErrorKind::Type {
+                kind: TypeKind::Multiple(_),
+            } => document
+                .pointer(&leaf.schema_path)
+                .and_then(Value::as_array)
+                .map(|types| {
+                    let want: Vec<&str> = types.iter().filter_map(Value::as_str).collect();
+                    format!(
+                        "expected {}, but got {}",
+                        want.join(" or "),
+                        type_name(leaf.error.instance())
+                    )
+                }),
+            _ => None,
+        }
+        .or_else(|| message(leaf.error.kind(), leaf.error.instance()))
+        .unwrap_or_else(|| leaf.error.to_string());
+        out.push((path, text));
+    }
+    for (path, names) in missing {
+        let text = format!(
+            "missing properties: {}",
+            names
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if let Some(slot) = out.iter_mut().find(|(p, m)| *p == path && m.is_empty()) {
+            slot.1 = text;
+        }
+    }
+    out
+}
+
+fn collect_leaves<'e>(error: &'e jsonschema::ValidationError<'e>, out: &mut Vec<Leaf<'e>>) {
+    let context = match error.kind() {
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            Some(context)
+        }
+        _ => None,
+    };
+    match context {
+        Some(context) if context.iter().any(|c| !c.is_empty()) => {
+            for branch in context {
+                for inner in branch {
+                    collect_leaves(inner, out);
+                }
+            }
+        }
+        _ => out.push(Leaf {
+            path: error.instance_path().as_str().to_string(),
+            schema_path: error.schema_path().as_str().to_string(),
+            error,
+        }),
+    }
+}
+
+/// The subschema a keyword belongs to: `/properties/a` for `/properties/a/type`.
+fn parent(schema_path: &str) -> &str {
+    schema_path.rfind('/').map_or("", |i| &schema_path[..i])
 }
 
 fn json_list(values: &[Value]) -> String {
@@ -73,16 +194,37 @@ fn quoted(names: &[String]) -> String {
         .join(", ")
 }
 
+/// The Go library's name for a JSON value's type: every number is a `number`.
 fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
         Value::Number(_) => "number",
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     }
+}
+
+/// A value as the Go library shows it in messages: strings in single quotes.
+fn display(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    }
+}
+
+/// The first pair of equal items, as the Go library finds it.
+fn duplicates(instance: &Value) -> (usize, usize) {
+    let items = instance.as_array().map(Vec::as_slice).unwrap_or_default();
+    for i in 1..items.len() {
+        for j in 0..i {
+            if items[i] == items[j] {
+                return (j, i);
+            }
+        }
+    }
+    (0, 0)
 }
 
 /// Cerbos's wording for the common keywords; `None` for the rest.
@@ -105,11 +247,11 @@ fn message(kind: &ValidationErrorKind, instance: &Value) -> Option<String> {
                     .collect::<Vec<_>>()
                     .join(" or "),
             };
-            format!("got {}, want {want}", type_name(instance))
+            format!("expected {want}, but got {}", type_name(instance))
         }
         ValidationErrorKind::Required { property } => {
             format!(
-                "missing property '{}'",
+                "missing properties: '{}'",
                 property.as_str().unwrap_or_default()
             )
         }
@@ -117,33 +259,64 @@ fn message(kind: &ValidationErrorKind, instance: &Value) -> Option<String> {
             format!("additionalProperties {} not allowed", quoted(unexpected))
         }
         ValidationErrorKind::Minimum { limit } => {
-            format!("must be >={limit} but found {instance}")
+            format!("must be >= {limit} but found {instance}")
         }
         ValidationErrorKind::Maximum { limit } => {
-            format!("must be <={limit} but found {instance}")
+            format!("must be <= {limit} but found {instance}")
         }
         ValidationErrorKind::ExclusiveMinimum { limit } => {
-            format!("must be >{limit} but found {instance}")
+            format!("must be > {limit} but found {instance}")
         }
         ValidationErrorKind::ExclusiveMaximum { limit } => {
-            format!("must be <{limit} but found {instance}")
+            format!("must be < {limit} but found {instance}")
         }
         ValidationErrorKind::MinLength { limit } => {
-            format!("minLength: got {}, want {limit}", text_len(instance))
+            format!("length must be >= {limit}, but got {}", text_len(instance))
         }
         ValidationErrorKind::MaxLength { limit } => {
-            format!("maxLength: got {}, want {limit}", text_len(instance))
+            format!("length must be <= {limit}, but got {}", text_len(instance))
         }
-        ValidationErrorKind::MinItems { limit } => {
-            format!("minItems: got {}, want {limit}", items_len(instance))
-        }
-        ValidationErrorKind::MaxItems { limit } => {
-            format!("maxItems: got {}, want {limit}", items_len(instance))
+        ValidationErrorKind::MinItems { limit } => format!(
+            "minimum {limit} items required, but found {} items",
+            items_len(instance)
+        ),
+        ValidationErrorKind::MaxItems { limit } => format!(
+            "maximum {limit} items required, but found {} items",
+            items_len(instance)
+        ),
+        ValidationErrorKind::MinProperties { limit } => format!(
+            "minimum {limit} properties required, but found {} properties",
+            instance.as_object().map_or(0, |o| o.len())
+        ),
+        ValidationErrorKind::MaxProperties { limit } => format!(
+            "maximum {limit} properties required, but found {} properties",
+            instance.as_object().map_or(0, |o| o.len())
+        ),
+        ValidationErrorKind::UniqueItems => {
+            let (i, j) = duplicates(instance);
+            format!("items at index {i} and {j} are equal")
         }
         ValidationErrorKind::Pattern { pattern } => {
-            format!("{instance} does not match pattern '{pattern}'")
+            format!("does not match pattern '{pattern}'")
         }
-        ValidationErrorKind::Format { format } => format!("{instance} is not valid {format}"),
+        ValidationErrorKind::Format { format } => {
+            format!("{} is not valid '{format}'", display(instance))
+        }
+        ValidationErrorKind::Not { .. } => "not failed".to_string(),
+        ValidationErrorKind::FalseSchema => "false schema".to_string(),
+        ValidationErrorKind::OneOfMultipleValid { context } => {
+            let valid: Vec<usize> = context
+                .iter()
+                .enumerate()
+                .filter(|(_, errors)| errors.is_empty())
+                .map(|(i, _)| i)
+                .take(2)
+                .collect();
+            match valid.as_slice() {
+                [a, b] => format!("valid against schemas at indexes {a} and {b}"),
+                _ => "valid against more than one schema".to_string(),
+            }
+        }
         _ => return None,
     };
     Some(text)
@@ -194,13 +367,16 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("".to_string(), "missing property 'team'".to_string()),
-                ("/age".to_string(), "must be >=18 but found 3".to_string()),
+                ("".to_string(), "missing properties: 'team'".to_string()),
+                ("/age".to_string(), "must be >= 18 but found 3".to_string()),
                 (
                     "/department".to_string(),
                     "value must be one of \"marketing\", \"engineering\"".to_string()
                 ),
-                ("/tags".to_string(), "got string, want array".to_string()),
+                (
+                    "/tags".to_string(),
+                    "expected array, but got string".to_string()
+                ),
             ]
         );
     }
