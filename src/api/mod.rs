@@ -419,6 +419,9 @@ struct OutputWire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     val: Option<&'a serde_json::Value>,
     action: &'a str,
+    /// Cerbos 0.55 says why an output expression has no value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
 }
 
 fn outputs(entries: &[OutputEntry]) -> Vec<OutputWire<'_>> {
@@ -428,6 +431,7 @@ fn outputs(entries: &[OutputEntry]) -> Vec<OutputWire<'_>> {
             src: &o.src,
             val: o.val.as_ref(),
             action: &o.action,
+            error: o.error.as_deref(),
         })
         .collect()
 }

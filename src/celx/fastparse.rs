@@ -58,7 +58,11 @@ fn rewrite(node: &mut IdedExpr, next_id: &mut u64) {
     let Expr::Call(call) = &mut node.expr else {
         return;
     };
-    let replacement = match (call.func_name.as_str(), call.target.is_some(), call.args.len()) {
+    let replacement = match (
+        call.func_name.as_str(),
+        call.target.is_some(),
+        call.args.len(),
+    ) {
         ("now", false, 0) => Some(Expr::Ident(NOW_VARIABLE.to_string())),
         ("timeSince", true, 0) => call.target.take().map(|ts| time_since(*ts, next_id)),
         ("timeSince", false, 1) => call.args.pop().map(|ts| time_since(ts, next_id)),
@@ -103,7 +107,13 @@ fn visit(node: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
             call.args.iter().for_each(|a| visit(a, f));
         }
         Expr::Comprehension(c) => {
-            for e in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+            for e in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
                 visit(e, f);
             }
         }
