@@ -99,6 +99,7 @@ def verdict_run(binary: Path, config: Path, extra_env: dict, warm: int, batch: b
     runtime = RuntimeApi()
     event = http_api_event("POST", "/api/check/resources", "", {"content-type": "application/json"},
                            json.dumps(request_body(1)).encode(), "bench.local")
+    # The task root must not be the policy folder: config files there would be read as policies.
     task_root = config.parent
     try:
         started = time.monotonic()
@@ -255,7 +256,7 @@ def main() -> int:
             label = f"{count} {'plain' if plain else 'with conditions'}"
             folder = work / f"{'plain' if plain else 'cond'}{count}"
             gen_policies.generate(count, str(folder), plain=plain)
-            disk_config = folder / "config.yaml"
+            disk_config = work / f"{folder.name}.config.yaml"
             disk_config.write_text(f"storage:\n  driver: disk\n  disk:\n    directory: {folder}\n")
             print(f"== {label}", flush=True)
             verdict = [verdict_run(args.bootstrap, disk_config, {}, args.warm if i == 0 else 0,
@@ -268,7 +269,7 @@ def main() -> int:
             if moto is not None:
                 bucket = f"bench-{'plain' if plain else 'cond'}-{count}"
                 moto.upload(bucket, folder, "policies/")
-                s3_config = folder / "config.s3.yaml"
+                s3_config = work / f"{folder.name}.config.s3.yaml"
                 s3_config.write_text(
                     f"storage:\n  driver: blob\n  blob:\n    bucket: \"s3://{bucket}?region=us-east-1\"\n"
                     "    prefix: policies/\n")
