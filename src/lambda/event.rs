@@ -101,7 +101,10 @@ impl HttpEvent {
             .as_ref()
             .and_then(|c| c.http.as_ref())
             .and_then(|h| h.method.as_deref());
-        self.http_method.as_deref().or(v2).unwrap_or("")
+        // HTTP API and Function URL events carry the method in the request
+        // context; some tools (cargo-lambda) also put a stale `httpMethod`
+        // on them, so the context wins.
+        v2.or(self.http_method.as_deref()).unwrap_or("")
     }
 
     /// The request path as the gateway sent it.
