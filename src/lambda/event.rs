@@ -482,6 +482,7 @@ mod tests {
         );
         assert_eq!(e.path(), "/api/check");
         assert_eq!(e.path_without_stage(), None);
+        assert_eq!(e.method(), "POST");
         // cargo-lambda puts a stale httpMethod on payload 2.0 events.
         let e = event(
             r#"{"version":"2.0","httpMethod":"GET","rawPath":"/api/check","requestContext":{"http":{"method":"POST"}}}"#,
