@@ -9,7 +9,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use serde_json::json;
 use verdict::compile::{compile, EngineSettings, RuleIndex};
 use verdict::engine::{self, Effect, Principal, Resource, ResourceCheck};
@@ -297,4 +297,33 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `VERDICT_BENCH_ITERS=N [VERDICT_BENCH_SIZE=100]` runs N checks and no
+/// criterion, for counting instructions under `valgrind --tool=callgrind`
+/// (compare N against 0 to take the set's compilation out).
+fn main() {
+    if let Some(iterations) = std::env::var("VERDICT_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let count = std::env::var("VERDICT_BENCH_SIZE")
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(100);
+        let index = index(count);
+        let (principal, checks) = request(&kind_name(count / 2 + 42));
+        let now = chrono::Utc::now().fixed_offset();
+        for _ in 0..iterations {
+            black_box(engine::check(
+                black_box(&index),
+                &principal,
+                None,
+                &checks,
+                now,
+            ));
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

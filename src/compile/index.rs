@@ -62,6 +62,9 @@ pub struct Params {
     pub constants: StaticVal,
     /// `V` / `variables`, in an order where each comes after those it reads.
     pub variables: Vec<(Arc<str>, Arc<CompiledExpr>)>,
+    /// Whether some variable reads `runtime`, so that its value depends on
+    /// the scope being evaluated.
+    pub reads_runtime: bool,
 }
 
 /// Which principal roles a rule row applies to.

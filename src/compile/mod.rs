@@ -611,7 +611,7 @@ impl<'p> Builder<'p> {
         }
         let constants_json =
             serde_json::Value::Object(consts.into_iter().map(|(k, d)| (k, d.value)).collect());
-        let variables = order
+        let variables: Vec<(Arc<str>, Arc<CompiledExpr>)> = order
             .into_iter()
             .filter_map(|name| {
                 let expr = Arc::clone(&vars.get(&name)?.value);
@@ -623,6 +623,7 @@ impl<'p> Builder<'p> {
             Arc::new(Params {
                 id: self.next_params - 1,
                 constants: celx::json_to_static_val(&constants_json),
+                reads_runtime: variables.iter().any(|(_, e)| e.reads_runtime),
                 variables,
             }),
             scope,
@@ -888,11 +889,10 @@ impl<'p> Builder<'p> {
         )?;
         let mut rules = Vec::new();
         let mut ok = true;
-        for (i, rule) in p.rules.iter().enumerate() {
-            let name = rule
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("{}_{}", p.role, default_rule_name(i)));
+        for rule in &p.rules {
+            // Cerbos gives unnamed role policy rules no name in outputs:
+            // their `src` is `role.<role>.v<version>#`.
+            let name = rule.name.clone().unwrap_or_default();
             let resource = self.pattern(policy, &rule.resource);
             let actions = self.patterns(policy, &rule.allow_actions);
             let condition = self.condition(policy, rule.condition.as_ref(), &scope);

@@ -43,6 +43,7 @@ pub struct SchemaRegistry {
     documents: Arc<HashMap<String, serde_json::Value>>,
     unparsable: HashMap<String, String>,
     compiled: HashMap<String, Arc<Validator>>,
+    shared_documents: HashMap<String, Arc<serde_json::Value>>,
 }
 
 struct StoreRetriever {
@@ -86,6 +87,7 @@ impl SchemaRegistry {
             documents: Arc::new(documents),
             unparsable,
             compiled: HashMap::new(),
+            shared_documents: HashMap::new(),
         }
     }
 
@@ -95,10 +97,16 @@ impl SchemaRegistry {
     }
 
     /// The document a reference names (after [`Self::validator`] accepted it).
-    pub fn document(&self, reference: &str) -> Option<Arc<serde_json::Value>> {
+    pub fn document(&mut self, reference: &str) -> Option<Arc<serde_json::Value>> {
         let path = reference.strip_prefix(SCHEME)?;
         let path = path.split('#').next().unwrap_or(path);
-        self.documents.get(path).map(|d| Arc::new(d.clone()))
+        if let Some(done) = self.shared_documents.get(path) {
+            return Some(Arc::clone(done));
+        }
+        let document = Arc::new(self.documents.get(path)?.clone());
+        self.shared_documents
+            .insert(path.to_string(), Arc::clone(&document));
+        Some(document)
     }
 
     /// Compiles (once) the schema a policy refers to.

@@ -179,6 +179,7 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         resource_version,
         conditions: Vec::new(),
         variables: Vec::new(),
+        bindings: Vec::new(),
         outputs: Vec::new(),
         runtime: runtime_val(&[]),
         effective_derived_roles: BTreeSet::new(),
@@ -300,6 +301,8 @@ struct Run<'a, 's> {
     conditions: Vec<(usize, bool)>,
     /// Evaluated variables.
     variables: Vec<(VarSlot<'a>, StaticVal)>,
+    /// Scratch space for the rows of one scope.
+    bindings: Vec<Binding<'a>>,
     outputs: Vec<OutputEntry>,
     /// `runtime` for the scope being evaluated.
     runtime: StaticVal,
@@ -325,7 +328,8 @@ impl<'a, 's> Run<'a, 's> {
             scope: String::new(),
         };
         let mut has_allow = false;
-        let mut bindings: Vec<Binding<'a>> = Vec::new();
+        // The rows buffer is kept across calls, so a check allocates it once.
+        let mut bindings = std::mem::take(&mut self.bindings);
         'scopes: for &scope in scopes {
             if policy_type == PolicyType::Resource && !self.processed_scopes.contains(&scope) {
                 self.derive_roles(scope, all_roles);
@@ -399,6 +403,8 @@ impl<'a, 's> Run<'a, 's> {
                 }
             }
         }
+        bindings.clear();
+        self.bindings = bindings;
         effect
     }
 
@@ -651,10 +657,21 @@ impl<'a, 's> Run<'a, 's> {
 
     /// Evaluates a condition tree; an evaluation error counts as false.
     fn condition(&mut self, condition: &Condition, params: &Params, slot: VarSlot<'a>) -> bool {
+        let slot = Self::shared_slot(params, slot);
         self.ensure_variables(params, slot);
         let variables = self.variables_of(slot);
         let activation = self.activation(params, variables);
         satisfied(condition, &activation)
+    }
+
+    /// The slot whose values serve `slot`: variables that do not read
+    /// `runtime` have the same values whenever they are evaluated in a
+    /// check, so a derived role set's are computed once for both uses.
+    fn shared_slot(params: &Params, slot: VarSlot<'a>) -> VarSlot<'a> {
+        match slot {
+            VarSlot::DerivedRole(_) if !params.reads_runtime => VarSlot::Derive(params.id),
+            other => other,
+        }
     }
 
     /// Computes a set of variables once per check and slot, in dependency

@@ -326,6 +326,7 @@ fn validation_errors_in_cerbos_words() {
         "en": {"type": "string", "enum": ["a", "b"]},
         "any": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
         "email": {"type": "string", "format": "email"},
+        "multi": {"type": ["string", "null"]},
         "obj": {"type": "object", "required": ["inner", "other"]}
       }
     }"#;
@@ -355,7 +356,7 @@ resourcePolicy:
         &principal("u", &["user"]),
         "doc",
         "",
-        serde_json::json!({"en": 5, "any": 2.5, "email": "bad", "obj": {}}),
+        serde_json::json!({"en": 5, "any": 2.5, "email": "bad", "obj": {}, "multi": 3}),
         &["view"],
     );
     let mut got: Vec<(String, String)> = r
@@ -371,6 +372,8 @@ resourcePolicy:
         ("/email", "'bad' is not valid 'email'"),
         // The enum is not reported when the type is already wrong.
         ("/en", "expected string, but got number"),
+        // Types in the order the schema lists them.
+        ("/multi", "expected string or null, but got number"),
         ("/obj", "missing properties: 'inner', 'other'"),
     ];
     let want: Vec<(String, String)> = want
@@ -380,4 +383,39 @@ resourcePolicy:
     assert_eq!(got, want);
     // Warn: the decision is unchanged.
     assert_eq!(decided(&r, "view").0, Effect::Allow);
+}
+
+#[test]
+fn unnamed_role_policy_rules_have_no_name_in_outputs() {
+    let role = r#"
+apiVersion: api.cerbos.dev/v1
+rolePolicy:
+  role: rr
+  rules:
+    - resource: doc
+      allowActions: [view]
+      condition:
+        match:
+          expr: R.attr.n == 1
+      output:
+        when:
+          conditionNotMet: '"not met"'
+"#;
+    let doc = resource_policy("doc", "roles: [rr]");
+    let idx = index(&[("role.yaml", role), ("doc.yaml", &doc)]);
+    let r = one(
+        &idx,
+        &principal("u", &["rr"]),
+        "doc",
+        "",
+        serde_json::json!({"n": 2}),
+        &["view"],
+    );
+    assert_eq!(r.outputs.len(), 1);
+    assert_eq!(r.outputs[0].src, "role.rr.vdefault#");
+    assert_eq!(r.outputs[0].val, Some(serde_json::json!("not met")));
+    assert_eq!(
+        decided(&r, "view"),
+        (Effect::Deny, "role.rr.vdefault".into(), String::new())
+    );
 }
