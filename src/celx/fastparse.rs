@@ -97,7 +97,8 @@ fn max_id(expr: &IdedExpr) -> u64 {
     max
 }
 
-fn visit(node: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
+/// Calls `f` on every node of the tree, parents before children.
+pub fn visit(node: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
     f(node);
     match &node.expr {
         Expr::Call(call) => {

@@ -34,6 +34,8 @@ pub mod err;
 
 mod env;
 mod fastparse;
+
+pub use fastparse::visit;
 mod hierarchy;
 mod json;
 mod macros;

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::celx::Program;
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use cel::common::ast::{Expr, IdedExpr, LiteralValue};
 
 use crate::celx;
 use crate::policy::model::Match;
@@ -70,7 +70,7 @@ impl ExprCache {
         }
         let program = celx::compile(source).map_err(|e| e.to_string())?;
         let mut refs = References::default();
-        refs.walk(program.expression());
+        celx::visit(program.expression(), &mut |node| refs.note_node(node));
         let compiled = Arc::new(CompiledExpr {
             source: Arc::from(source.trim()),
             program,
@@ -130,69 +130,28 @@ impl References {
         }
     }
 
-    fn walk(&mut self, node: &IdedExpr) {
+    /// Notes what one node reads; `celx::visit` takes it through the tree.
+    fn note_node(&mut self, node: &IdedExpr) {
         match &node.expr {
-            Expr::Ident(name) => {
-                if name == "runtime" {
-                    self.runtime = true;
-                }
-            }
+            Expr::Ident(name) if name == "runtime" => self.runtime = true,
             Expr::Select(select) => {
                 if let Expr::Ident(root) = &select.operand.expr {
                     self.note(root, &select.field);
                 }
-                self.walk(&select.operand);
             }
-            Expr::Call(call) => {
-                if call.func_name == "_[_]" {
-                    if let [IdedExpr {
-                        expr: Expr::Ident(root),
-                        ..
-                    }, IdedExpr {
-                        expr: Expr::Literal(LiteralValue::String(key)),
-                        ..
-                    }] = call.args.as_slice()
-                    {
-                        self.note(root, key.inner());
-                    }
-                }
-                if let Some(target) = &call.target {
-                    self.walk(target);
-                }
-                call.args.iter().for_each(|a| self.walk(a));
-            }
-            Expr::List(list) => list.elements.iter().for_each(|e| self.walk(e)),
-            Expr::Map(map) => {
-                for entry in &map.entries {
-                    if let EntryExpr::MapEntry(e) = &entry.expr {
-                        self.walk(&e.key);
-                        self.walk(&e.value);
-                    }
+            Expr::Call(call) if call.func_name == "_[_]" => {
+                if let [IdedExpr {
+                    expr: Expr::Ident(root),
+                    ..
+                }, IdedExpr {
+                    expr: Expr::Literal(LiteralValue::String(key)),
+                    ..
+                }] = call.args.as_slice()
+                {
+                    self.note(root, key.inner());
                 }
             }
-            Expr::Struct(s) => {
-                for entry in &s.entries {
-                    match &entry.expr {
-                        EntryExpr::StructField(f) => self.walk(&f.value),
-                        EntryExpr::MapEntry(e) => {
-                            self.walk(&e.key);
-                            self.walk(&e.value);
-                        }
-                    }
-                }
-            }
-            Expr::Comprehension(c) => {
-                for e in [
-                    &c.iter_range,
-                    &c.accu_init,
-                    &c.loop_cond,
-                    &c.loop_step,
-                    &c.result,
-                ] {
-                    self.walk(e);
-                }
-            }
-            Expr::Literal(_) | Expr::Unspecified => {}
+            _ => {}
         }
     }
 }
