@@ -6,6 +6,8 @@
 //! it only knows `/` as a separator, so both sides are translated (`:` to
 //! `/`, and any literal `/` to a character that cannot occur in a name).
 
+use std::sync::Arc;
+
 use globset::{Glob, GlobMatcher};
 
 /// A compiled pattern.
@@ -15,8 +17,9 @@ pub enum Pattern {
     Any,
     /// No glob characters: plain equality.
     Literal(Box<str>),
-    /// Anything else.
-    Glob(Box<GlobMatcher>),
+    /// Anything else. Shared: policy sets repeat the same few patterns, and
+    /// building a matcher (a regex automaton) is the costly part.
+    Glob(Arc<GlobMatcher>),
 }
 
 const SLASH_STAND_IN: char = '\u{1}';
@@ -52,7 +55,7 @@ impl Pattern {
                     .backslash_escape(true)
                     .build()
             })
-            .map(|glob| Pattern::Glob(Box::new(glob.compile_matcher())))
+            .map(|glob| Pattern::Glob(Arc::new(glob.compile_matcher())))
             .map_err(|err| format!("invalid pattern {pattern:?}: {}", err.kind()))
     }
 

@@ -220,6 +220,9 @@ struct Builder<'p> {
     active: Vec<&'p Policy>,
     errors: Vec<CompileError>,
     exprs: ExprCache,
+    /// Compiled patterns by text, so a pattern repeated across policies is
+    /// built once (as with expressions).
+    patterns: HashMap<String, Pattern>,
     schemas: SchemaRegistry,
     next_slot: usize,
     next_params: usize,
@@ -245,6 +248,7 @@ impl<'p> Builder<'p> {
             active,
             errors: Vec::new(),
             exprs: ExprCache::default(),
+            patterns: HashMap::new(),
             schemas: SchemaRegistry::new(schema_files),
             next_slot: 0,
             next_params: 0,
@@ -395,8 +399,14 @@ impl<'p> Builder<'p> {
     }
 
     fn pattern(&mut self, policy: &Policy, text: &str) -> Option<Pattern> {
+        if let Some(known) = self.patterns.get(text) {
+            return Some(known.clone());
+        }
         match Pattern::new(text) {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                self.patterns.insert(text.to_string(), p.clone());
+                Some(p)
+            }
             Err(message) => {
                 self.errors.push(CompileError::Pattern {
                     at: at(policy, text),
