@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::compile::{compile, EngineSettings, RuleIndex};
 use crate::config::{Config, StorageDriver};
+use crate::policy::{ParsePool, Policy, PolicyError};
 use crate::store::s3::S3Store;
 use crate::store::{disk, Snapshot};
 pub use err::LoadError;
@@ -54,10 +55,21 @@ impl Store {
         }
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, LoadError> {
+    /// Reads the whole store and parses its policies. From S3, files are
+    /// parsed as they arrive, while later ones are still downloading.
+    async fn read_and_parse(&self) -> Result<(Snapshot, Parsed), LoadError> {
         Ok(match self {
-            Store::Disk(dir) => disk::load(dir)?,
-            Store::S3(s3) => s3.load().await?,
+            Store::Disk(dir) => {
+                let snapshot = disk::load(dir)?;
+                let parsed = crate::policy::parse_set(&snapshot.policies);
+                (snapshot, parsed)
+            }
+            Store::S3(s3) => {
+                let mut pool = ParsePool::start();
+                let snapshot = s3.load_streaming(&mut |file| pool.push(file)).await;
+                let parsed = pool.finish();
+                (snapshot?, parsed)
+            }
         })
     }
 
@@ -78,17 +90,32 @@ pub struct LoadReport {
     pub rules: usize,
     /// Distinct CEL expressions compiled.
     pub expressions: usize,
-    /// Time reading the store.
+    /// Time reading the store and parsing its files (which overlap on S3).
     pub load: Duration,
-    /// Time parsing and compiling.
+    /// Time compiling the parsed set.
     pub compile: Duration,
     /// The store's revision token.
     pub revision: String,
 }
 
+/// Parsed policies and the parse errors of a set.
+type Parsed = (Vec<Policy>, Vec<PolicyError>);
+
 /// Parses and compiles a snapshot.
 pub fn build(snapshot: &Snapshot, settings: EngineSettings) -> Result<RuleIndex, LoadError> {
-    let (policies, errors) = crate::policy::parse_set(&snapshot.policies);
+    compile_parsed(
+        crate::policy::parse_set(&snapshot.policies),
+        snapshot,
+        settings,
+    )
+}
+
+/// Compiles an already parsed set; any parse error rejects the whole set.
+fn compile_parsed(
+    (policies, errors): Parsed,
+    snapshot: &Snapshot,
+    settings: EngineSettings,
+) -> Result<RuleIndex, LoadError> {
     if !errors.is_empty() {
         return Err(LoadError::Parse(errors));
     }
@@ -101,9 +128,9 @@ pub async fn load(
     settings: EngineSettings,
 ) -> Result<(RuleIndex, LoadReport), LoadError> {
     let started = Instant::now();
-    let snapshot = store.snapshot().await?;
+    let (snapshot, parsed) = store.read_and_parse().await?;
     let loaded = Instant::now();
-    let index = build(&snapshot, settings)?;
+    let index = compile_parsed(parsed, &snapshot, settings)?;
     let stats = index.stats();
     Ok((
         index,

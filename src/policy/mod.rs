@@ -8,6 +8,7 @@
 pub mod err;
 pub mod model;
 mod parse;
+pub mod pool;
 pub mod source;
 pub mod testsuite;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 pub use err::{PolicyError, PolicyErrors};
 pub use parse::{parse_file, parse_set};
+pub use pool::ParsePool;
 pub use source::SourceText;
 
 /// A checked policy document.

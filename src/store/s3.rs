@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    SharedCredentialsProvider, StalledStreamProtectionConfig,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use tokio::task::JoinSet;
@@ -229,7 +232,13 @@ impl S3Store {
                     .connect_timeout(request_timeout)
                     .operation_attempt_timeout(request_timeout)
                     .build(),
-            );
+            )
+            // A cold start sends one GetObject per policy, so per-request work
+            // adds up. Policy files are small and parsed in full (a corrupt one
+            // fails to parse); the body read has its own requestTimeout bound.
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
         builder = match options.credentials {
             Some(keys) => builder.credentials_provider(Credentials::new(
                 keys.access_key_id,
@@ -284,6 +293,16 @@ impl S3Store {
     /// download is skipped; the next refresh check sees the change. Timings
     /// are kept for [`S3Store::last_timings`].
     pub async fn load(&self) -> Result<Snapshot, StoreError> {
+        self.load_streaming(&mut |_| {}).await
+    }
+
+    /// Like [`S3Store::load`], also handing each policy file to `on_policy`
+    /// as soon as it is downloaded, in arrival order, so the caller can parse
+    /// while the rest is still downloading.
+    pub async fn load_streaming(
+        &self,
+        on_policy: &mut (dyn FnMut(StoreFile) + Send),
+    ) -> Result<Snapshot, StoreError> {
         let list_started = Instant::now();
         let listing = self.list().await?;
         let list_time = list_started.elapsed();
@@ -295,7 +314,7 @@ impl S3Store {
         }
 
         let fetch_started = Instant::now();
-        let contents = self.fetch_all(&listing.wanted).await?;
+        let contents = self.fetch_all(&listing.wanted, on_policy).await?;
         let fetch_time = fetch_started.elapsed();
 
         let mut snapshot = Snapshot {
@@ -430,7 +449,11 @@ impl S3Store {
 
     /// Downloads `wanted` with at most `fetch_concurrency` requests in flight,
     /// returning the bodies in the same order (`None` for objects that vanished).
-    async fn fetch_all(&self, wanted: &[WantedObject]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    async fn fetch_all(
+        &self,
+        wanted: &[WantedObject],
+        on_policy: &mut (dyn FnMut(StoreFile) + Send),
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let mut bodies: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
         let mut queue = wanted.iter().enumerate();
         let mut tasks = JoinSet::new();
@@ -453,7 +476,16 @@ impl S3Store {
                 prefix: self.target.prefix.clone(),
                 message: format!("download task failed: {err}"),
             })?;
-            bodies[index] = body?;
+            let body = body?;
+            if let (Some(bytes), Some(object)) = (&body, wanted.get(index)) {
+                if object.role == FileRole::Policy {
+                    on_policy(StoreFile {
+                        name: object.name.clone(),
+                        bytes: bytes.clone(),
+                    });
+                }
+            }
+            bodies[index] = body;
         }
         Ok(bodies)
     }
