@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// glibc's malloc spent a fifth of a 1,000-policy cold start in malloc/free
+// (YAML events, small strings); mimalloc measured faster (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match verdict::cli::Cli::parse().command {
         Some(command) => verdict::cli::run(command),

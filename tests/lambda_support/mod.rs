@@ -83,6 +83,11 @@ impl Outcome {
 struct State {
     queue: VecDeque<(String, Vec<u8>)>,
     outcomes: HashMap<String, Outcome>,
+    /// When each event was handed to the function, until it answers.
+    delivered: HashMap<String, Instant>,
+    /// How long the function held each answered event: from the end of the
+    /// `/next` response to the arrival of its answer, what Lambda bills.
+    held: HashMap<String, Duration>,
     init_error: Option<Posted>,
     next_calls: usize,
     shutdown: bool,
@@ -154,13 +159,27 @@ impl RuntimeApi {
         event: &[u8],
         timeout: Duration,
     ) -> Result<Outcome, String> {
+        self.invoke_timed(id, event, timeout)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Like [`RuntimeApi::invoke_with_id`], also returning how long the
+    /// function held the event (the billed duration, without the emulator's
+    /// own queueing and thread hand-offs).
+    pub fn invoke_timed(
+        &self,
+        id: &str,
+        event: &[u8],
+        timeout: Duration,
+    ) -> Result<(Outcome, Duration), String> {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.lock();
         state.queue.push_back((id.to_string(), event.to_vec()));
         self.shared.changed.notify_all();
         loop {
             if let Some(outcome) = state.outcomes.remove(id) {
-                return Ok(outcome);
+                let held = state.held.remove(id).unwrap_or_default();
+                return Ok((outcome, held));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -301,9 +320,10 @@ fn respond(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    writer.write_all(head.as_bytes()).is_ok()
-        && writer.write_all(body).is_ok()
-        && writer.flush().is_ok()
+    // One write: with TCP_NODELAY, head and body would go as two segments.
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body);
+    writer.write_all(&message).is_ok() && writer.flush().is_ok()
 }
 
 fn accepted(writer: &mut TcpStream) -> bool {
@@ -356,6 +376,9 @@ fn answer(request: &Request, writer: &mut TcpStream, shared: &Shared) -> bool {
                 ),
             ]
             .map(|(k, v)| (k.to_string(), v));
+            // Stamped before writing: a fast function may answer before
+            // `respond` returns.
+            shared.lock().delivered.insert(id, Instant::now());
             respond(writer, "200 OK", &headers, &event)
         }
         ("POST", "/init/error") => {
@@ -376,6 +399,9 @@ fn answer(request: &Request, writer: &mut TcpStream, shared: &Shared) -> bool {
             match outcome {
                 Some((id, outcome)) => {
                     let mut state = shared.lock();
+                    if let Some(delivered) = state.delivered.remove(id) {
+                        state.held.insert(id.to_string(), delivered.elapsed());
+                    }
                     state.outcomes.insert(id.to_string(), outcome);
                     shared.changed.notify_all();
                     drop(state);
