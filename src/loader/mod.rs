@@ -128,7 +128,10 @@ pub async fn load(
     settings: EngineSettings,
 ) -> Result<(RuleIndex, LoadReport), LoadError> {
     let started = Instant::now();
-    let (snapshot, parsed) = store.read_and_parse().await?;
+    let (mut snapshot, parsed) = store.read_and_parse().await?;
+    // Parsed policies keep their own text; the raw bytes would only add to
+    // the peak memory of the compile that follows.
+    snapshot.policies = Vec::new();
     let loaded = Instant::now();
     let index = compile_parsed(parsed, &snapshot, settings)?;
     let stats = index.stats();
