@@ -125,6 +125,11 @@ fn probe_verdict(args: &[String]) -> Result<Value, String> {
         add_percentiles(&mut report, shape, &mut held);
     }
     report["rss_mb"] = json!(peak_rss_mb(function.pid())?);
+    for (key, field) in [("rss_anon_mb", "RssAnon:"), ("rss_file_mb", "RssFile:")] {
+        if let Ok(mb) = status_mb(function.pid(), field) {
+            report[key] = json!(mb);
+        }
+    }
     Ok(report)
 }
 
@@ -384,14 +389,19 @@ fn add_percentiles(report: &mut Value, shape: &str, samples: &mut [Duration]) {
 }
 
 fn peak_rss_mb(pid: u32) -> Result<f64, String> {
+    status_mb(pid, "VmHWM:")
+}
+
+/// A memory line of `/proc/PID/status` (e.g. `VmHWM:`), in MiB.
+fn status_mb(pid: u32, field: &str) -> Result<f64, String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|err| format!("/proc/{pid}/status: {err}"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
-        .ok_or_else(|| "no VmHWM".to_string())
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 /// CPU time the process's live threads have used so far
