@@ -213,9 +213,12 @@ def fmt(value, unit="", digits=1) -> str:
 
 
 def ratio(a, b) -> str:
+    """Verdict / Cerbos as 1/N; one decimal below 10 so that 1/3.9 never reads as 1/4."""
     if a is None or b is None or a == 0:
         return "—"
-    return f"1/{b / a:.0f}" if b >= a else f"{a / b:.1f}×"
+    if b < a:
+        return f"{a / b:.1f}×"
+    return f"1/{b / a:.1f}" if b / a < 10 else f"1/{b / a:.0f}"
 
 
 def write_table(path: Path, rows: list[dict], sizes: dict, args) -> None:
