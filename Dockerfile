@@ -21,7 +21,7 @@ ARG RUST_VERSION
 ARG VERDICT_COMMIT=""
 ARG VERDICT_BUILD_DATE=""
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# gcc links the binary and builds the C parts of the TLS stack; the toolchain
+# gcc links the binary and builds its C parts (the TLS stack, mimalloc); the toolchain
 # comes from rustup, pinned to RUST_VERSION.
 # Package versions follow the AL2023 release the base image pins.
 # hadolint ignore=DL3041
