@@ -14,13 +14,15 @@
 //! port on 127.0.0.1, prints `http://127.0.0.1:PORT` on stdout, and stops when
 //! its stdin closes, so a parent process cannot leak it.
 
+// The accept loop the integration tests' S3 server uses.
+#[path = "../tests/support/s3_server.rs"]
+mod s3_support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use s3s::auth::SimpleAuth;
 use s3s::crypto::{Checksum, Md5};
 use s3s::dto::{
@@ -218,21 +220,7 @@ async fn main() -> ExitCode {
         }
     }
 
-    let accept_loop = async {
-        let http = ConnectionBuilder::new(TokioExecutor::new());
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = socket.set_nodelay(true);
-            let connection = http
-                .serve_connection(TokioIo::new(socket), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-        }
-    };
+    let accept_loop = s3_support::serve(listener, service);
     let parent_gone = async {
         let mut sink = [0u8; 64];
         let mut stdin = tokio::io::stdin();

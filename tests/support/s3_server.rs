@@ -16,7 +16,7 @@ use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
 use s3s::path::S3Path;
-use s3s::service::S3ServiceBuilder;
+use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{s3_error, S3Result};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
@@ -148,24 +148,7 @@ impl TestServer {
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let accept_loop = tokio::spawn(async move {
-            let http = ConnectionBuilder::new(TokioExecutor::new());
-            // Owned here so that aborting the loop also aborts open connections.
-            let mut connections = JoinSet::new();
-            loop {
-                while connections.try_join_next().is_some() {}
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = socket.set_nodelay(true);
-                let connection = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                connections.spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-        });
+        let accept_loop = tokio::spawn(serve(listener, service));
         TestServer {
             addr,
             root,
@@ -212,6 +195,27 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.accept_loop.abort();
         let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Serves S3 on `listener` until the returned future is dropped (or its
+/// task aborted), which also drops every open connection.
+pub async fn serve(listener: TcpListener, service: S3Service) {
+    let http = ConnectionBuilder::new(TokioExecutor::new());
+    // Owned here so that ending the loop also ends open connections.
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let connection = http
+            .serve_connection(TokioIo::new(socket), service.clone())
+            .into_owned();
+        connections.spawn(async move {
+            let _ = connection.await;
+        });
     }
 }
 
