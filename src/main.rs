@@ -10,8 +10,18 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    verdict::loader::set_memory_release(return_freed_pages);
     match verdict::cli::Cli::parse().command {
         Some(command) => verdict::cli::run(command),
         None => verdict::lambda::run(),
     }
+}
+
+/// Makes mimalloc return the pages a policy load has just freed, instead of
+/// after its purge delay: 32 MB → 29 MB of peak RSS for 1,000 policies
+/// (BENCHMARKS.md), for 1–3 ms of cold start.
+fn return_freed_pages() {
+    // SAFETY: mi_collect only walks mimalloc's own heaps; any thread may call
+    // it at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }

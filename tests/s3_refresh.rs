@@ -5,6 +5,7 @@
 #[path = "support/s3_server.rs"]
 mod s3_server;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use s3_server::*;
@@ -37,8 +38,15 @@ fn effect(policies: &PolicySet, action: &str) -> Effect {
     engine::check(&policies.current(), &principal, None, &[check], now)[0].effect(action)
 }
 
+static MEMORY_RELEASES: AtomicUsize = AtomicUsize::new(0);
+
+fn count_memory_release() {
+    MEMORY_RELEASES.fetch_add(1, Ordering::SeqCst);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
+    verdict::loader::set_memory_release(count_memory_release);
     let server = TestServer::start().await;
     server.put("policies/document.yaml", &document_policy("[view]"));
     let blob = server.config("policies/", "updatePollInterval: 50ms\n");
@@ -55,6 +63,8 @@ async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
         .await
         .unwrap();
     assert_eq!(report.policies, 1);
+    // Once the files are parsed, once the set is compiled.
+    assert_eq!(MEMORY_RELEASES.load(Ordering::SeqCst), 2);
     assert_eq!(effect(&policies, "view"), Effect::Allow);
     assert_eq!(effect(&policies, "edit"), Effect::Deny);
 
@@ -72,6 +82,7 @@ async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
     let refresh = policies.refresh_if_due().await;
     assert!(matches!(refresh, Refresh::Reloaded(_)), "{refresh:?}");
     assert_eq!(effect(&policies, "edit"), Effect::Allow);
+    assert_eq!(MEMORY_RELEASES.load(Ordering::SeqCst), 4);
 
     // A broken upload is reported and the last good set stays in service.
     server.put(
