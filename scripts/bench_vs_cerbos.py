@@ -20,7 +20,7 @@ examples/pdp_probe.rs so neither side is timed through a slow client:
 
 It writes the table into BENCHMARKS.md between the bench-vs-cerbos markers.
 
-    cargo build --release --locked --bin bootstrap --example pdp_probe --example s3_server
+    cargo build --release --locked --bin bootstrap --example pdp_probe --example s3_server --example runtime_floor
     python3 scripts/bench_vs_cerbos.py
 
 The Cerbos binary comes from npm (@cerbos/cerbos-linux-x64@0.55.0) unless
@@ -71,7 +71,10 @@ def request_body(resources: int) -> dict:
     return {"requestId": "bench", "principal": principal, "resources": items}
 
 
-def probe(args: list[str]) -> dict:
+def probe(args: list[str], cpu: str | None = None) -> dict:
+    """Runs pdp_probe; with `cpu`, the probe and the PDP it starts share that one CPU."""
+    if cpu is not None:
+        args = ["taskset", "-c", cpu, *args]
     done = subprocess.run(args, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stderr.strip()[-2000:]}")
@@ -92,6 +95,12 @@ class S3Server:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=10)
+
+
+def pinned_warm(report: dict) -> dict:
+    """The warm figures of a one-vCPU probe run."""
+    return {key: report.get(key) for key in
+            ("warm_1x3_p50_us", "warm_1x3_p99_us", "cpu_1x3_us", "warm_10x3_p50_us")}
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -122,14 +131,19 @@ def main() -> int:
     parser.add_argument("--cerbos-slow-runs", type=int, default=3,
                         help="Cerbos cold starts for sets of 1,000 policies with conditions or more")
     parser.add_argument("--no-s3", action="store_true", help="skip the loopback S3 runs")
+    parser.add_argument("--pin-cpu", default="0",
+                        help="CPU for the one-vCPU warm pass (each PDP and its client on it); '' skips it")
+    parser.add_argument("--pinned-cerbos-max", type=int, default=100,
+                        help="largest set with conditions Cerbos is started on for the one-vCPU pass")
     parser.add_argument("--write", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args()
 
     pdp_probe = args.examples / "pdp_probe"
-    for needed in (args.bootstrap, pdp_probe, args.examples / "s3_server"):
+    floor_function = args.examples / "runtime_floor"
+    for needed in (args.bootstrap, pdp_probe, args.examples / "s3_server", floor_function):
         if not needed.exists():
             sys.exit(f"{needed} is missing: cargo build --release --locked --bin bootstrap "
-                     "--example pdp_probe --example s3_server")
+                     "--example pdp_probe --example s3_server --example runtime_floor")
     cerbos = args.cerbos
     if cerbos is None:
         cache = Path.home() / ".cache/verdict-bench/npm"
@@ -161,9 +175,12 @@ def main() -> int:
             disk_config.write_text(f"storage:\n  driver: disk\n  disk:\n    directory: {folder}\n")
             print(f"== {label}", flush=True)
 
-            def verdict(config: Path, warm: int, env: list[str]) -> dict:
+            def verdict(config: Path, warm: int, env: list[str], cpu: str | None = None) -> dict:
                 return probe([str(pdp_probe), "verdict", str(args.bootstrap), str(config),
-                              *bodies, str(warm), *env])
+                              *bodies, str(warm), *env], cpu)
+
+            def cerbos_probe(warm: int, cpu: str | None = None) -> dict:
+                return probe([str(pdp_probe), "cerbos", str(cerbos), str(folder), *bodies, str(warm)], cpu)
 
             disk = [verdict(disk_config, args.warm if i == 0 else 0, []) for i in range(args.runs)]
             row = {"set": label, "verdict_disk_ms": median(disk, "cold_ms"),
@@ -187,13 +204,33 @@ def main() -> int:
             if count <= args.cerbos_max:
                 slow = count >= 1000 and not plain
                 runs = max(1, min(args.runs, args.cerbos_slow_runs) if slow else args.runs)
-                ref = [probe([str(pdp_probe), "cerbos", str(cerbos), str(folder), *bodies,
-                              str(args.warm if i == 0 else 0)]) for i in range(runs)]
+                ref = [cerbos_probe(args.warm if i == 0 else 0) for i in range(runs)]
                 row.update({"cerbos_ms": median(ref, "cold_ms"), "cerbos_runs": runs,
                             "cerbos_rss_mb": ref[0]["rss_mb"],
                             "cerbos_1x3_p50_us": ref[0]["warm_1x3_p50_us"],
                             "cerbos_1x3_p99_us": ref[0]["warm_1x3_p99_us"],
                             "cerbos_10x3_p50_us": ref[0]["warm_10x3_p50_us"]})
+            if args.pin_cpu:
+                row["pinned"] = pinned_warm(verdict(disk_config, args.warm, [], args.pin_cpu))
+                if count <= args.pinned_cerbos_max or (plain and count <= args.cerbos_max):
+                    row["pinned_cerbos"] = pinned_warm(cerbos_probe(args.warm, args.pin_cpu))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        # The same emulator and event around a function that does no work:
+        # what any warm invocation costs before a policy is looked at.
+        floor_config = work / f"cond{sets[0][0]}.config.yaml"
+        for loop, label in (("lambda_runtime", "no work, `lambda_runtime` loop"),
+                            ("raw", "no work, blocking HTTP/1.1 loop")):
+            floor_args = [str(pdp_probe), "verdict", str(floor_function), str(floor_config), *bodies,
+                          str(args.warm), f"FLOOR_LOOP={loop}"]
+            floor = probe(floor_args)
+            row = {"set": label, "floor": True,
+                   "verdict_1x3_p50_us": floor["warm_1x3_p50_us"],
+                   "verdict_1x3_p99_us": floor["warm_1x3_p99_us"],
+                   "verdict_10x3_p50_us": floor["warm_10x3_p50_us"],
+                   "verdict_1x3_cpu_us": floor.get("cpu_1x3_us")}
+            if args.pin_cpu:
+                row["pinned"] = pinned_warm(probe(floor_args, args.pin_cpu))
             print(json.dumps(row), flush=True)
             rows.append(row)
     finally:
@@ -234,7 +271,7 @@ def write_table(path: Path, rows: list[dict], sizes: dict, args) -> None:
              "| policy set | Verdict cold, disk | Verdict cold, loopback S3 (list / fetch) | Cerbos cold, disk | ratio | "
              "Verdict peak RSS | Cerbos peak RSS | RSS ratio |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in (r for r in rows if not r.get("floor")):
         s3_split = (f" ({fmt(r['verdict_s3_list_ms'], '', 0)} / {fmt(r['verdict_s3_fetch_ms'], '', 0)})"
                     if "verdict_s3_list_ms" in r else "")
         lines.append(
@@ -246,17 +283,46 @@ def write_table(path: Path, rows: list[dict], sizes: dict, args) -> None:
               "function holds each event under the Runtime API emulator (Lambda's billed duration). "
               "Verdict CPU is the function's CPU time per invocation (/proc schedstat), Runtime API "
               "HTTP included. Cerbos: one `POST /api/check/resources` round trip on a keep-alive "
-              "loopback connection.", "",
+              "loopback connection. The two \"no work\" rows are `examples/runtime_floor.rs` under "
+              "the same emulator and events: a function that answers without deserializing the "
+              "event or deciding anything, so its time is the floor under any warm invocation; "
+              "their ratios are against the lowest Cerbos 1×3 p50 of this run.", "",
               "| policy set | Verdict 1×3 p50 / p99 | Verdict 1×3 CPU | Cerbos 1×3 p50 / p99 | p50 ratio | "
               "Verdict 10×3 p50 | Cerbos 10×3 p50 | p50 ratio |", "|---|---|---|---|---|---|---|---|"]
+    cerbos_best = min((r["cerbos_1x3_p50_us"] for r in rows if "cerbos_1x3_p50_us" in r), default=None)
     for r in rows:
+        cerbos_1x3 = cerbos_best if r.get("floor") else r.get("cerbos_1x3_p50_us")
         lines.append(
             f"| {r['set']} | {fmt(r['verdict_1x3_p50_us'], ' µs', 0)} / {fmt(r['verdict_1x3_p99_us'], ' µs', 0)} | "
             f"{fmt(r.get('verdict_1x3_cpu_us'), ' µs', 0)} | "
             f"{fmt(r.get('cerbos_1x3_p50_us'), ' µs', 0)} / {fmt(r.get('cerbos_1x3_p99_us'), ' µs', 0)} | "
-            f"{ratio(r['verdict_1x3_p50_us'], r.get('cerbos_1x3_p50_us'))} | "
+            f"{ratio(r['verdict_1x3_p50_us'], cerbos_1x3)} | "
             f"{fmt(r['verdict_10x3_p50_us'], ' µs', 0)} | {fmt(r.get('cerbos_10x3_p50_us'), ' µs', 0)} | "
             f"{ratio(r['verdict_10x3_p50_us'], r.get('cerbos_10x3_p50_us'))} |")
+    pinned = [r for r in rows if "pinned" in r]
+    if pinned:
+        best = min((r["pinned_cerbos"]["warm_1x3_p50_us"] for r in pinned if "pinned_cerbos" in r),
+                   default=None)
+        lines += ["", f"The same warm measurement with each PDP and its client on one CPU "
+                  f"(`taskset -c {args.pin_cpu}` around the probe, which starts the PDP): a Lambda "
+                  "function below 1,769 MB has less than one vCPU, and on one CPU a request's "
+                  "hand-offs between client and server are context switches rather than "
+                  "wake-ups of another, idle vCPU. Cerbos runs on the sets up to "
+                  f"{args.pinned_cerbos_max:,} policies with conditions and the plain set; the "
+                  "\"no work\" rows are compared with the lowest Cerbos 1×3 p50 of this pass.", "",
+                  "| policy set | Verdict 1×3 p50 / p99 | Verdict 1×3 CPU | Cerbos 1×3 p50 / p99 | "
+                  "p50 ratio | Verdict 10×3 p50 | Cerbos 10×3 p50 | p50 ratio |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in pinned:
+            v, c = r["pinned"], r.get("pinned_cerbos", {})
+            c_1x3 = best if r.get("floor") else c.get("warm_1x3_p50_us")
+            lines.append(
+                f"| {r['set']} | {fmt(v['warm_1x3_p50_us'], ' µs', 0)} / {fmt(v['warm_1x3_p99_us'], ' µs', 0)} | "
+                f"{fmt(v.get('cpu_1x3_us'), ' µs', 0)} | "
+                f"{fmt(c.get('warm_1x3_p50_us'), ' µs', 0)} / {fmt(c.get('warm_1x3_p99_us'), ' µs', 0)} | "
+                f"{ratio(v['warm_1x3_p50_us'], c_1x3)} | {fmt(v['warm_10x3_p50_us'], ' µs', 0)} | "
+                f"{fmt(c.get('warm_10x3_p50_us'), ' µs', 0)} | "
+                f"{ratio(v['warm_10x3_p50_us'], c.get('warm_10x3_p50_us'))} |")
     lines += ["", f"Release `bootstrap` (stripped): {sizes['binary'] / 2**20:.1f} MiB; "
               f"deployment zip (deflate -9): {sizes['zip'] / 2**20:.1f} MiB.", "", MARK_END]
     block = "\n".join(lines)
