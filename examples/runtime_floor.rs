@@ -10,6 +10,9 @@
 //! - `raw`: one blocking keep-alive TCP connection and hand-written
 //!   HTTP/1.1 requests, with no async runtime: the protocol's own cost.
 //!
+//! `FLOOR_WORK_US=N` makes each invocation spin for N µs before answering,
+//! to see how the held time grows with the work a function does.
+//!
 //! ```text
 //! pdp_probe verdict target/release/examples/runtime_floor CONFIG BODY_1 BODY_10 WARM FLOOR_LOOP=raw
 //! ```
@@ -17,6 +20,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::de::IgnoredAny;
@@ -35,9 +39,15 @@ fn main() -> ExitCode {
         eprintln!("runtime_floor: AWS_LAMBDA_RUNTIME_API is not set");
         return ExitCode::FAILURE;
     };
+    let work = Duration::from_micros(
+        std::env::var("FLOOR_WORK_US")
+            .ok()
+            .and_then(|micros| micros.parse().ok())
+            .unwrap_or(0),
+    );
     let result = match std::env::var("FLOOR_LOOP").as_deref() {
-        Ok("raw") => raw_loop(&address).map_err(|err| err.to_string()),
-        _ => runtime_loop(),
+        Ok("raw") => raw_loop(&address, work).map_err(|err| err.to_string()),
+        _ => runtime_loop(work),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,14 +74,24 @@ struct ContentType {
     content_type: &'static str,
 }
 
-fn runtime_loop() -> Result<(), String> {
+/// Stands in for a handler's work: spinning, not sleeping, as a handler
+/// computing a decision keeps its CPU busy.
+fn work_for(work: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < work {
+        std::hint::spin_loop();
+    }
+}
+
+fn runtime_loop(work: Duration) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| err.to_string())?;
     runtime
         .block_on(lambda_runtime::run(service_fn(
-            |_: LambdaEvent<IgnoredAny>| async {
+            move |_: LambdaEvent<IgnoredAny>| async move {
+                work_for(work);
                 Ok::<_, lambda_runtime::Error>(Answer {
                     status_code: 200,
                     headers: ContentType {
@@ -86,7 +106,7 @@ fn runtime_loop() -> Result<(), String> {
 }
 
 /// Ends when the emulator closes the connection.
-fn raw_loop(address: &str) -> std::io::Result<()> {
+fn raw_loop(address: &str, work: Duration) -> std::io::Result<()> {
     let mut writer = TcpStream::connect(address)?;
     writer.set_nodelay(true)?;
     let mut reader = BufReader::new(writer.try_clone()?);
@@ -96,6 +116,7 @@ fn raw_loop(address: &str) -> std::io::Result<()> {
         let Some(request_id) = read_response(&mut reader)? else {
             return Ok(());
         };
+        work_for(work);
         let mut post = format!(
             "POST /2018-06-01/runtime/invocation/{request_id}/response HTTP/1.1\r\n\
              host: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
