@@ -29,9 +29,6 @@ use serde::Serialize;
 /// A decision, so the probe accepts the answer.
 const DECISION: &str = r#"{"requestId":"floor","results":[{"resource":{"id":"doc-0","kind":"floor"},"actions":{"view":"EFFECT_ALLOW"}}]}"#;
 
-/// A gateway response carrying [`DECISION`], as the raw loop posts it.
-const ANSWER: &str = r#"{"statusCode":200,"headers":{"content-type":"application/json"},"body":"{\"requestId\":\"floor\",\"results\":[{\"resource\":{\"id\":\"doc-0\",\"kind\":\"floor\"},\"actions\":{\"view\":\"EFFECT_ALLOW\"}}]}","isBase64Encoded":false}"#;
-
 const NEXT_PATH: &str = "/2018-06-01/runtime/invocation/next";
 
 fn main() -> ExitCode {
@@ -58,7 +55,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// [`ANSWER`] as a handler returns it, for `lambda_runtime` to serialize.
+/// The gateway response carrying [`DECISION`]: returned by the handler for
+/// `lambda_runtime` to serialize, or serialized once by the raw loop.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Answer {
@@ -73,6 +71,15 @@ struct ContentType {
     #[serde(rename = "content-type")]
     content_type: &'static str,
 }
+
+const ANSWER: Answer = Answer {
+    status_code: 200,
+    headers: ContentType {
+        content_type: "application/json",
+    },
+    body: DECISION,
+    is_base64_encoded: false,
+};
 
 /// Stands in for a handler's work: spinning, not sleeping, as a handler
 /// computing a decision keeps its CPU busy.
@@ -92,14 +99,7 @@ fn runtime_loop(work: Duration) -> Result<(), String> {
         .block_on(lambda_runtime::run(service_fn(
             move |_: LambdaEvent<IgnoredAny>| async move {
                 work_for(work);
-                Ok::<_, lambda_runtime::Error>(Answer {
-                    status_code: 200,
-                    headers: ContentType {
-                        content_type: "application/json",
-                    },
-                    body: DECISION,
-                    is_base64_encoded: false,
-                })
+                Ok::<_, lambda_runtime::Error>(ANSWER)
             },
         )))
         .map_err(|err| err.to_string())
@@ -111,6 +111,7 @@ fn raw_loop(address: &str, work: Duration) -> std::io::Result<()> {
     writer.set_nodelay(true)?;
     let mut reader = BufReader::new(writer.try_clone()?);
     let next = format!("GET {NEXT_PATH} HTTP/1.1\r\nhost: {address}\r\n\r\n");
+    let answer = serde_json::to_vec(&ANSWER).map_err(std::io::Error::other)?;
     loop {
         writer.write_all(next.as_bytes())?;
         let Some(request_id) = read_response(&mut reader)? else {
@@ -120,10 +121,10 @@ fn raw_loop(address: &str, work: Duration) -> std::io::Result<()> {
         let mut post = format!(
             "POST /2018-06-01/runtime/invocation/{request_id}/response HTTP/1.1\r\n\
              host: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            ANSWER.len()
+            answer.len()
         )
         .into_bytes();
-        post.extend_from_slice(ANSWER.as_bytes());
+        post.extend_from_slice(&answer);
         writer.write_all(&post)?;
         if read_response(&mut reader)?.is_none() {
             return Ok(());

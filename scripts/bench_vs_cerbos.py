@@ -97,10 +97,12 @@ class S3Server:
         self.process.wait(timeout=10)
 
 
+WARM_KEYS = ("warm_1x3_p50_us", "warm_1x3_p99_us", "cpu_1x3_us", "warm_10x3_p50_us")
+
+
 def pinned_warm(report: dict) -> dict:
     """The warm figures of a one-vCPU probe run."""
-    return {key: report.get(key) for key in
-            ("warm_1x3_p50_us", "warm_1x3_p99_us", "cpu_1x3_us", "warm_10x3_p50_us")}
+    return {key: report.get(key) for key in WARM_KEYS}
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -258,6 +260,39 @@ def ratio(a, b) -> str:
     return f"1/{b / a:.1f}" if b / a < 10 else f"1/{b / a:.0f}"
 
 
+def warm_figures(row: dict) -> dict:
+    """Verdict's warm figures of a main-pass row, keyed as a probe reports them."""
+    return {"warm_1x3_p50_us": row["verdict_1x3_p50_us"], "warm_1x3_p99_us": row["verdict_1x3_p99_us"],
+            "cpu_1x3_us": row.get("verdict_1x3_cpu_us"), "warm_10x3_p50_us": row["verdict_10x3_p50_us"]}
+
+
+def cerbos_figures(row: dict) -> dict:
+    """Cerbos's warm figures of a main-pass row, if Cerbos ran on that set."""
+    if "cerbos_1x3_p50_us" not in row:
+        return {}
+    return {"warm_1x3_p50_us": row["cerbos_1x3_p50_us"], "warm_1x3_p99_us": row["cerbos_1x3_p99_us"],
+            "warm_10x3_p50_us": row["cerbos_10x3_p50_us"]}
+
+
+def warm_table(entries: list[tuple[dict, dict, dict]]) -> list[str]:
+    """Markdown rows for (row, Verdict figures, Cerbos figures); "no work" rows are
+    compared with the lowest Cerbos 1×3 p50 among the entries."""
+    best = min((c["warm_1x3_p50_us"] for _, _, c in entries if c), default=None)
+    lines = ["| policy set | Verdict 1×3 p50 / p99 | Verdict 1×3 CPU | Cerbos 1×3 p50 / p99 | "
+             "p50 ratio | Verdict 10×3 p50 | Cerbos 10×3 p50 | p50 ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r, v, c in entries:
+        c_1x3 = best if r.get("floor") else c.get("warm_1x3_p50_us")
+        lines.append(
+            f"| {r['set']} | {fmt(v['warm_1x3_p50_us'], ' µs', 0)} / {fmt(v['warm_1x3_p99_us'], ' µs', 0)} | "
+            f"{fmt(v.get('cpu_1x3_us'), ' µs', 0)} | "
+            f"{fmt(c.get('warm_1x3_p50_us'), ' µs', 0)} / {fmt(c.get('warm_1x3_p99_us'), ' µs', 0)} | "
+            f"{ratio(v['warm_1x3_p50_us'], c_1x3)} | {fmt(v['warm_10x3_p50_us'], ' µs', 0)} | "
+            f"{fmt(c.get('warm_10x3_p50_us'), ' µs', 0)} | "
+            f"{ratio(v['warm_10x3_p50_us'], c.get('warm_10x3_p50_us'))} |")
+    return lines
+
+
 def write_table(path: Path, rows: list[dict], sizes: dict, args) -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
                 if line.startswith("model name")), platform.processor())
@@ -286,43 +321,18 @@ def write_table(path: Path, rows: list[dict], sizes: dict, args) -> None:
               "loopback connection. The two \"no work\" rows are `examples/runtime_floor.rs` under "
               "the same emulator and events: a function that answers without deserializing the "
               "event or deciding anything, so its time is the floor under any warm invocation; "
-              "their ratios are against the lowest Cerbos 1×3 p50 of this run.", "",
-              "| policy set | Verdict 1×3 p50 / p99 | Verdict 1×3 CPU | Cerbos 1×3 p50 / p99 | p50 ratio | "
-              "Verdict 10×3 p50 | Cerbos 10×3 p50 | p50 ratio |", "|---|---|---|---|---|---|---|---|"]
-    cerbos_best = min((r["cerbos_1x3_p50_us"] for r in rows if "cerbos_1x3_p50_us" in r), default=None)
-    for r in rows:
-        cerbos_1x3 = cerbos_best if r.get("floor") else r.get("cerbos_1x3_p50_us")
-        lines.append(
-            f"| {r['set']} | {fmt(r['verdict_1x3_p50_us'], ' µs', 0)} / {fmt(r['verdict_1x3_p99_us'], ' µs', 0)} | "
-            f"{fmt(r.get('verdict_1x3_cpu_us'), ' µs', 0)} | "
-            f"{fmt(r.get('cerbos_1x3_p50_us'), ' µs', 0)} / {fmt(r.get('cerbos_1x3_p99_us'), ' µs', 0)} | "
-            f"{ratio(r['verdict_1x3_p50_us'], cerbos_1x3)} | "
-            f"{fmt(r['verdict_10x3_p50_us'], ' µs', 0)} | {fmt(r.get('cerbos_10x3_p50_us'), ' µs', 0)} | "
-            f"{ratio(r['verdict_10x3_p50_us'], r.get('cerbos_10x3_p50_us'))} |")
+              "their ratios are against the lowest Cerbos 1×3 p50 of this run.", ""]
+    lines += warm_table([(r, warm_figures(r), cerbos_figures(r)) for r in rows])
     pinned = [r for r in rows if "pinned" in r]
     if pinned:
-        best = min((r["pinned_cerbos"]["warm_1x3_p50_us"] for r in pinned if "pinned_cerbos" in r),
-                   default=None)
         lines += ["", f"The same warm measurement with each PDP and its client on one CPU "
                   f"(`taskset -c {args.pin_cpu}` around the probe, which starts the PDP): a Lambda "
                   "function below 1,769 MB has less than one vCPU, and on one CPU a request's "
                   "hand-offs between client and server are context switches rather than "
                   "wake-ups of another, idle vCPU. Cerbos runs on the sets up to "
                   f"{args.pinned_cerbos_max:,} policies with conditions and the plain set; the "
-                  "\"no work\" rows are compared with the lowest Cerbos 1×3 p50 of this pass.", "",
-                  "| policy set | Verdict 1×3 p50 / p99 | Verdict 1×3 CPU | Cerbos 1×3 p50 / p99 | "
-                  "p50 ratio | Verdict 10×3 p50 | Cerbos 10×3 p50 | p50 ratio |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in pinned:
-            v, c = r["pinned"], r.get("pinned_cerbos", {})
-            c_1x3 = best if r.get("floor") else c.get("warm_1x3_p50_us")
-            lines.append(
-                f"| {r['set']} | {fmt(v['warm_1x3_p50_us'], ' µs', 0)} / {fmt(v['warm_1x3_p99_us'], ' µs', 0)} | "
-                f"{fmt(v.get('cpu_1x3_us'), ' µs', 0)} | "
-                f"{fmt(c.get('warm_1x3_p50_us'), ' µs', 0)} / {fmt(c.get('warm_1x3_p99_us'), ' µs', 0)} | "
-                f"{ratio(v['warm_1x3_p50_us'], c_1x3)} | {fmt(v['warm_10x3_p50_us'], ' µs', 0)} | "
-                f"{fmt(c.get('warm_10x3_p50_us'), ' µs', 0)} | "
-                f"{ratio(v['warm_10x3_p50_us'], c.get('warm_10x3_p50_us'))} |")
+                  "\"no work\" rows are compared with the lowest Cerbos 1×3 p50 of this pass.", ""]
+        lines += warm_table([(r, r["pinned"], r.get("pinned_cerbos", {})) for r in pinned])
     lines += ["", f"Release `bootstrap` (stripped): {sizes['binary'] / 2**20:.1f} MiB; "
               f"deployment zip (deflate -9): {sizes['zip'] / 2**20:.1f} MiB.", "", MARK_END]
     block = "\n".join(lines)
