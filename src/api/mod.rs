@@ -232,6 +232,11 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
             "request body is empty: expected a JSON object",
         ));
     }
+    // Tracking the path costs on every request; it is only needed to word
+    // an error, so a body that fails is parsed a second time for it.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();

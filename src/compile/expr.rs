@@ -18,6 +18,9 @@ pub struct CompiledExpr {
     pub program: Program,
     /// Names read through `V.x` / `variables.x` / `V["x"]`.
     pub variables: BTreeSet<String>,
+    /// Whether `V` / `variables` is also read other than by a literal name
+    /// (`V[key]`, `V` itself), so that any variable may be read.
+    pub reads_all_variables: bool,
     /// Names read through `C.x` / `constants.x`.
     pub constants: BTreeSet<String>,
     /// Whether `runtime` is read, so its value is only built when needed.
@@ -74,6 +77,7 @@ impl ExprCache {
         let compiled = Arc::new(CompiledExpr {
             source: Arc::from(source.trim()),
             program,
+            reads_all_variables: refs.variable_roots > refs.variable_names,
             variables: refs.variables,
             constants: refs.constants,
             reads_runtime: refs.runtime,
@@ -115,12 +119,17 @@ struct References {
     variables: BTreeSet<String>,
     constants: BTreeSet<String>,
     runtime: bool,
+    /// Occurrences of the `V` / `variables` identifier.
+    variable_roots: usize,
+    /// Of those, the ones that select a variable by a literal name.
+    variable_names: usize,
 }
 
 impl References {
     fn note(&mut self, root: &str, name: &str) {
         match root {
             "V" | "variables" => {
+                self.variable_names += 1;
                 self.variables.insert(name.to_string());
             }
             "C" | "constants" => {
@@ -134,6 +143,7 @@ impl References {
     fn note_node(&mut self, node: &IdedExpr) {
         match &node.expr {
             Expr::Ident(name) if name == "runtime" => self.runtime = true,
+            Expr::Ident(name) if name == "V" || name == "variables" => self.variable_roots += 1,
             Expr::Select(select) => {
                 if let Expr::Ident(root) = &select.operand.expr {
                     self.note(root, &select.field);
@@ -154,6 +164,23 @@ impl References {
             _ => {}
         }
     }
+}
+
+/// The positions in `earlier` (variables in evaluation order, before the
+/// one `expr` defines) of the variables `expr` reads.
+pub fn variables_read(
+    earlier: &[(Arc<str>, Arc<CompiledExpr>)],
+    expr: &CompiledExpr,
+) -> Vec<usize> {
+    if expr.reads_all_variables {
+        return (0..earlier.len()).collect();
+    }
+    earlier
+        .iter()
+        .enumerate()
+        .filter(|(_, (name, _))| expr.variables.contains(&**name))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Orders variable definitions so each comes after those it reads.
@@ -248,6 +275,22 @@ mod tests {
         assert_eq!(e.variables.iter().collect::<Vec<_>>(), ["a", "b", "e"]);
         assert_eq!(e.constants.iter().collect::<Vec<_>>(), ["c", "d"]);
         assert!(e.reads_runtime);
+        assert!(!e.reads_all_variables);
+    }
+
+    #[test]
+    fn reading_variables_by_a_computed_name_reads_them_all() {
+        let mut cache = ExprCache::default();
+        for source in [
+            "V[R.attr.which]",
+            "V.a && V.size() > 1",
+            "[1].exists(V, V > 0)",
+        ] {
+            assert!(
+                cache.compile(source).unwrap().reads_all_variables,
+                "{source}"
+            );
+        }
     }
 
     #[test]

@@ -62,9 +62,35 @@ pub struct Params {
     pub constants: StaticVal,
     /// `V` / `variables`, in an order where each comes after those it reads.
     pub variables: Vec<(Arc<str>, Arc<CompiledExpr>)>,
+    /// For each variable, by position in `variables`, the positions of the
+    /// variables it reads (all earlier ones when it reads `V` as a whole).
+    pub reads: Vec<Vec<usize>>,
     /// Whether some variable reads `runtime`, so that its value depends on
     /// the scope being evaluated.
     pub reads_runtime: bool,
+}
+
+impl Params {
+    /// Marks in `needed` (one flag per variable, in evaluation order) the
+    /// variables `expr` reads, with those they read in turn.
+    pub fn mark_needed(&self, expr: &CompiledExpr, needed: &mut Vec<bool>) {
+        needed.clear();
+        needed.resize(self.variables.len(), expr.reads_all_variables);
+        if !expr.reads_all_variables {
+            for (flag, (name, _)) in needed.iter_mut().zip(&self.variables) {
+                *flag = expr.variables.contains(&**name);
+            }
+        }
+        // A variable only reads earlier ones, so one pass from the end
+        // closes the set.
+        for i in (0..needed.len()).rev() {
+            if needed[i] {
+                for &j in self.reads.get(i).into_iter().flatten() {
+                    needed[j] = true;
+                }
+            }
+        }
+    }
 }
 
 /// Which principal roles a rule row applies to.
@@ -347,5 +373,66 @@ impl RuleIndex {
         if let Some(parents) = self.parent_roles.get(scope).and_then(|m| m.get(role)) {
             out.extend(parents.iter().map(|p| &**p));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::expr::{variables_read, ExprCache};
+    use super::*;
+
+    /// Params whose variables are `(name, source)` pairs in evaluation order.
+    fn params(definitions: &[(&str, &str)]) -> (Params, ExprCache) {
+        let mut cache = ExprCache::default();
+        let mut variables: Vec<(Arc<str>, Arc<CompiledExpr>)> = Vec::new();
+        let mut reads = Vec::new();
+        for (name, source) in definitions {
+            let expr = cache.compile(source).unwrap();
+            reads.push(variables_read(&variables, &expr));
+            variables.push((Arc::from(*name), expr));
+        }
+        let params = Params {
+            id: 0,
+            constants: crate::celx::json_to_static_val(&serde_json::json!({})),
+            variables,
+            reads,
+            reads_runtime: false,
+        };
+        (params, cache)
+    }
+
+    fn needed(params: &Params, cache: &mut ExprCache, source: &str) -> Vec<bool> {
+        let mut flags = vec![true; 9];
+        params.mark_needed(&cache.compile(source).unwrap(), &mut flags);
+        flags
+    }
+
+    #[test]
+    fn an_expression_needs_the_variables_it_reads_and_theirs() {
+        let (params, mut cache) = params(&[
+            ("base", "R.attr.a == 1"),
+            ("unrelated", "R.attr.b == 2"),
+            ("derived", "V.base && P.id == 'x'"),
+            ("other", "V.unrelated"),
+        ]);
+        assert_eq!(
+            needed(&params, &mut cache, "V.derived"),
+            [true, false, true, false]
+        );
+        assert_eq!(
+            needed(&params, &mut cache, "variables[\"other\"]"),
+            [false, true, false, true]
+        );
+        assert_eq!(
+            needed(&params, &mut cache, "R.attr.c"),
+            [false, false, false, false]
+        );
+    }
+
+    #[test]
+    fn reading_v_as_a_whole_needs_every_variable() {
+        let (params, mut cache) = params(&[("a", "1"), ("b", "2"), ("all", "V.size() > 1")]);
+        assert_eq!(needed(&params, &mut cache, "V[R.attr.key]"), [true; 3]);
+        assert_eq!(needed(&params, &mut cache, "V.all"), [true; 3]);
     }
 }

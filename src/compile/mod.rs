@@ -25,7 +25,7 @@ use crate::celx;
 use crate::policy::model::{self, Constants, Effect, ScopePermissions, Variables};
 use crate::policy::{Policy, PolicyKind};
 use crate::store::StoreFile;
-use expr::{order_variables, ExprCache};
+use expr::{order_variables, variables_read, ExprCache};
 use glob::Pattern;
 use index::{ByName, ParentRoles};
 use names::{
@@ -628,6 +628,11 @@ impl<'p> Builder<'p> {
                 Some((Arc::from(name.as_str()), expr))
             })
             .collect();
+        let reads = variables
+            .iter()
+            .enumerate()
+            .map(|(i, (_, expr))| variables_read(&variables[..i], expr))
+            .collect();
         self.next_params += 1;
         Some((
             Arc::new(Params {
@@ -635,6 +640,7 @@ impl<'p> Builder<'p> {
                 constants: celx::json_to_static_val(&constants_json),
                 reads_runtime: variables.iter().any(|(_, e)| e.reads_runtime),
                 variables,
+                reads,
             }),
             scope,
         ))

@@ -72,11 +72,13 @@ enum Decision {
     Deny,
 }
 
-#[derive(Clone, Debug)]
-struct EffectInfo {
+/// A decision with the policy and scope that made it, borrowed until the
+/// action's result is written.
+#[derive(Clone, Copy, Debug)]
+struct EffectInfo<'x> {
     decision: Decision,
-    policy: String,
-    scope: String,
+    policy: &'x str,
+    scope: &'x str,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -179,6 +181,8 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         resource_version,
         conditions: Vec::new(),
         variables: Vec::new(),
+        needed: Vec::new(),
+        derived_conditions: Vec::new(),
         bindings: Vec::new(),
         outputs: Vec::new(),
         runtime: runtime_val(&[]),
@@ -190,8 +194,8 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
     for (slot, action) in item.actions.iter().enumerate() {
         let mut decided = EffectInfo {
             decision: Decision::NoMatch,
-            policy: String::new(),
-            scope: String::new(),
+            policy: "",
+            scope: "",
         };
         for policy_type in [PolicyType::Principal, PolicyType::Resource] {
             let (main_key, scopes, exists) = match policy_type {
@@ -217,7 +221,7 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
                     if exists { main_key.as_str() } else { NO_MATCH },
                 );
                 if decided.decision == Decision::NoMatch {
-                    decided = role_effect.clone();
+                    decided = role_effect;
                 }
                 if role_effect.decision == Decision::Allow {
                     decided = role_effect;
@@ -234,8 +238,8 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         } else {
             Effect::Deny
         };
-        entry.policy = decided.policy;
-        entry.scope = decided.scope;
+        entry.policy = decided.policy.to_string();
+        entry.scope = decided.scope.to_string();
     }
 
     result.effective_derived_roles = run.effective_derived_roles.into_iter().collect();
@@ -292,6 +296,16 @@ enum VarSlot<'i> {
     DerivedRole(&'i str),
 }
 
+/// The variables of one slot evaluated so far: each is evaluated the first
+/// time an expression needs it, at most once per check.
+struct SlotVariables<'i> {
+    slot: VarSlot<'i>,
+    /// `V`: the values of those that evaluated without error.
+    values: CelMap<'static>,
+    /// Which variables, by position in `Params::variables`, were evaluated.
+    evaluated: Vec<bool>,
+}
+
 /// The evaluation state of one resource check.
 struct Run<'a, 's> {
     shared: &'s Shared<'a>,
@@ -299,8 +313,13 @@ struct Run<'a, 's> {
     resource_version: &'s str,
     /// Condition results by cache slot.
     conditions: Vec<(usize, bool)>,
-    /// Evaluated variables.
-    variables: Vec<(VarSlot<'a>, StaticVal)>,
+    /// Variables evaluated so far, by slot.
+    variables: Vec<SlotVariables<'a>>,
+    /// Scratch space: which variables an expression needs.
+    needed: Vec<bool>,
+    /// Derived role conditions already evaluated that cannot change within
+    /// the check (they read no `runtime`), by role.
+    derived_conditions: Vec<(*const DerivedRole, bool)>,
     /// Scratch space for the rows of one scope.
     bindings: Vec<Binding<'a>>,
     outputs: Vec<OutputEntry>,
@@ -312,20 +331,24 @@ struct Run<'a, 's> {
 
 impl<'a, 's> Run<'a, 's> {
     #[allow(clippy::too_many_arguments)]
-    fn evaluate_role(
+    fn evaluate_role<'x>(
         &mut self,
         policy_type: PolicyType,
         action: &str,
         roles: &[&str],
         all_roles: &[&str],
         scopes: &[&'s str],
-        policy: &str,
-    ) -> EffectInfo {
+        policy: &'x str,
+    ) -> EffectInfo<'x>
+    where
+        'a: 'x,
+        's: 'x,
+    {
         let index = self.shared.index;
         let mut effect = EffectInfo {
             decision: Decision::NoMatch,
-            policy: policy.to_string(),
-            scope: String::new(),
+            policy,
+            scope: "",
         };
         let mut has_allow = false;
         // The rows buffer is kept across calls, so a check allocates it once.
@@ -384,9 +407,9 @@ impl<'a, 's> Run<'a, 's> {
                 };
                 if let Some(role_policy) = denied_by {
                     effect.decision = Decision::Deny;
-                    effect.scope = scope.to_string();
+                    effect.scope = scope;
                     if !role_policy.is_empty() {
-                        effect.policy = role_policy.to_string();
+                        effect.policy = role_policy;
                     }
                     break 'scopes;
                 }
@@ -396,7 +419,7 @@ impl<'a, 's> Run<'a, 's> {
                     Some(ScopePermissions::RequireParentalConsentForAllows) => has_allow = false,
                     Some(ScopePermissions::OverrideParent) => {
                         effect.decision = Decision::Allow;
-                        effect.scope = scope.to_string();
+                        effect.scope = scope;
                         break 'scopes;
                     }
                     _ => {}
@@ -500,14 +523,7 @@ impl<'a, 's> Run<'a, 's> {
                 if !parents_match {
                     continue;
                 }
-                let holds = match &derived.condition {
-                    None => true,
-                    Some(condition) => self.condition(
-                        condition,
-                        &derived.params,
-                        VarSlot::Derive(derived.params.id),
-                    ),
-                };
+                let holds = self.derived_condition(derived, VarSlot::Derive(derived.params.id));
                 if holds {
                     here.insert(&derived.name);
                     self.effective_derived_roles
@@ -555,14 +571,7 @@ impl<'a, 's> Run<'a, 's> {
                     return (outcome, rule.output.as_ref(), &rule.src);
                 }
                 if let Some((role, _)) = derived {
-                    let holds = match &role.condition {
-                        None => true,
-                        Some(condition) => self.condition(
-                            condition,
-                            &role.params,
-                            VarSlot::DerivedRole(&role.name),
-                        ),
-                    };
+                    let holds = self.derived_condition(role, VarSlot::DerivedRole(&role.name));
                     if !holds {
                         self.conditions.push((slot, false));
                         return (Outcome::Skipped, rule.output.as_ref(), &rule.src);
@@ -625,7 +634,7 @@ impl<'a, 's> Run<'a, 's> {
             return Ok(serde_json::Value::Null);
         };
         let slot = VarSlot::Policy(params.id);
-        self.ensure_variables(params, slot);
+        self.ensure_variables(params, slot, expr);
         let variables = self.variables_of(slot);
         let activation = self.activation(params, variables);
         let mut context = Context::with_env(celx::environment());
@@ -640,8 +649,8 @@ impl<'a, 's> Run<'a, 's> {
     fn variables_of(&self, slot: VarSlot<'_>) -> &dyn Val {
         self.variables
             .iter()
-            .find(|(s, _)| *s == slot)
-            .map_or(&**EMPTY_MAP, |(_, v)| &**v)
+            .find(|v| v.slot == slot)
+            .map_or(&**EMPTY_MAP, |v| &v.values)
     }
 
     fn activation<'x>(&'x self, params: &'x Params, variables: &'x dyn Val) -> Activation<'x> {
@@ -655,13 +664,45 @@ impl<'a, 's> Run<'a, 's> {
         }
     }
 
+    /// A derived role's condition. One that reads no `runtime`, directly
+    /// or through its variables, has the same value wherever it is asked
+    /// for in a check, so it is evaluated once.
+    fn derived_condition(&mut self, role: &'a DerivedRole, slot: VarSlot<'a>) -> bool {
+        let Some(condition) = &role.condition else {
+            return true;
+        };
+        let key: *const DerivedRole = role;
+        let fixed = !role.params.reads_runtime && !reads_runtime(condition);
+        if fixed {
+            if let Some((_, holds)) = self.derived_conditions.iter().find(|(k, _)| *k == key) {
+                return *holds;
+            }
+        }
+        let holds = self.condition(condition, &role.params, slot);
+        if fixed {
+            self.derived_conditions.push((key, holds));
+        }
+        holds
+    }
+
     /// Evaluates a condition tree; an evaluation error counts as false.
     fn condition(&mut self, condition: &Condition, params: &Params, slot: VarSlot<'a>) -> bool {
         let slot = Self::shared_slot(params, slot);
-        self.ensure_variables(params, slot);
-        let variables = self.variables_of(slot);
-        let activation = self.activation(params, variables);
-        satisfied(condition, &activation)
+        self.satisfied(condition, params, slot)
+    }
+
+    fn satisfied(&mut self, condition: &Condition, params: &Params, slot: VarSlot<'a>) -> bool {
+        match condition {
+            Condition::Expr(expr) => {
+                self.ensure_variables(params, slot, expr);
+                let variables = self.variables_of(slot);
+                let activation = self.activation(params, variables);
+                matches!(evaluate(expr, &activation), Some(Value::Bool(true)))
+            }
+            Condition::All(children) => children.iter().all(|c| self.satisfied(c, params, slot)),
+            Condition::Any(children) => children.iter().any(|c| self.satisfied(c, params, slot)),
+            Condition::None(children) => !children.iter().any(|c| self.satisfied(c, params, slot)),
+        }
     }
 
     /// The slot whose values serve `slot`: variables that do not read
@@ -674,27 +715,65 @@ impl<'a, 's> Run<'a, 's> {
         }
     }
 
-    /// Computes a set of variables once per check and slot, in dependency
-    /// order, with the `runtime` in effect at the first use.
-    fn ensure_variables(&mut self, params: &Params, slot: VarSlot<'a>) {
-        if params.variables.is_empty() || self.variables.iter().any(|(s, _)| *s == slot) {
+    /// Evaluates, in dependency order, the variables of `slot` that `expr`
+    /// reads and that are not evaluated yet, with the `runtime` in effect
+    /// now. Variables no expression reads are never evaluated: CEL has no
+    /// side effects, so only the cost differs from evaluating them all.
+    fn ensure_variables(&mut self, params: &Params, slot: VarSlot<'a>, expr: &CompiledExpr) {
+        let reads_none = expr.variables.is_empty() && !expr.reads_all_variables;
+        if params.variables.is_empty() || (reads_none && !params.reads_runtime) {
             return;
         }
-        let mut values: HashMap<CelMapKey<'static>, StaticVal> = HashMap::new();
-        for (name, expr) in &params.variables {
-            let so_far = CelMap::from(std::mem::take(&mut values));
-            let result = {
-                let activation = self.activation(params, &so_far);
-                evaluate(expr, &activation)
-            };
-            values = so_far.into_inner();
-            // A variable that fails to evaluate is left undefined, as in Cerbos.
-            if let Some(value) = result.and_then(|v| StaticVal::try_from(v).ok()) {
-                values.insert(CelMapKey::from(name.to_string()), value);
-            }
+        let mut needed = std::mem::take(&mut self.needed);
+        if params.reads_runtime {
+            // Such variables keep the `runtime` of their first use; evaluating
+            // them all then keeps their values independent of use order.
+            needed.clear();
+            needed.resize(params.variables.len(), true);
+        } else {
+            params.mark_needed(expr, &mut needed);
         }
-        self.variables.push((slot, Box::new(CelMap::from(values))));
+        let position = match self.variables.iter().position(|v| v.slot == slot) {
+            Some(position) => position,
+            None => {
+                self.variables.push(SlotVariables {
+                    slot,
+                    values: CelMap::default(),
+                    evaluated: vec![false; params.variables.len()],
+                });
+                self.variables.len() - 1
+            }
+        };
+        let pending = |state: &SlotVariables<'_>, i: usize| needed[i] && !state.evaluated[i];
+        if (0..needed.len()).any(|i| pending(&self.variables[position], i)) {
+            let mut values = std::mem::take(&mut self.variables[position].values).into_inner();
+            for (i, (name, expr)) in params.variables.iter().enumerate() {
+                if !pending(&self.variables[position], i) {
+                    continue;
+                }
+                self.variables[position].evaluated[i] = true;
+                let so_far = CelMap::from(std::mem::take(&mut values));
+                let result = {
+                    let activation = self.activation(params, &so_far);
+                    evaluate(expr, &activation)
+                };
+                values = so_far.into_inner();
+                // A variable that fails to evaluate is left undefined, as in Cerbos.
+                if let Some(value) = result.and_then(|v| StaticVal::try_from(v).ok()) {
+                    values.insert(CelMapKey::from(name.to_string()), value);
+                }
+            }
+            self.variables[position].values = CelMap::from(values);
+        }
+        self.needed = needed;
     }
+}
+
+/// Whether some expression of a condition tree reads `runtime`.
+fn reads_runtime(condition: &Condition) -> bool {
+    let mut reads = false;
+    condition.for_each_expr(&mut |expr| reads |= expr.reads_runtime);
+    reads
 }
 
 /// cel-go's wording of an evaluation error, as Cerbos reports it in an
@@ -763,13 +842,4 @@ fn evaluate(expr: &CompiledExpr, activation: &Activation<'_>) -> Option<Value> {
     let mut context = Context::with_env(celx::environment());
     context.set_variable_resolver(activation);
     expr.program.execute(&context).ok()
-}
-
-fn satisfied(condition: &Condition, activation: &Activation<'_>) -> bool {
-    match condition {
-        Condition::Expr(expr) => matches!(evaluate(expr, activation), Some(Value::Bool(true))),
-        Condition::All(children) => children.iter().all(|c| satisfied(c, activation)),
-        Condition::Any(children) => children.iter().any(|c| satisfied(c, activation)),
-        Condition::None(children) => !children.iter().any(|c| satisfied(c, activation)),
-    }
 }
