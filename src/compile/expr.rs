@@ -41,6 +41,13 @@ pub enum Condition {
 }
 
 impl Condition {
+    /// Whether some expression of the tree reads `runtime`.
+    pub fn reads_runtime(&self) -> bool {
+        let mut reads = false;
+        self.for_each_expr(&mut |expr| reads |= expr.reads_runtime);
+        reads
+    }
+
     /// Calls `f` on every expression of the tree.
     pub fn for_each_expr(&self, f: &mut dyn FnMut(&Arc<CompiledExpr>)) {
         match self {
@@ -166,21 +173,17 @@ impl References {
     }
 }
 
-/// The positions in `earlier` (variables in evaluation order, before the
-/// one `expr` defines) of the variables `expr` reads.
-pub fn variables_read(
-    earlier: &[(Arc<str>, Arc<CompiledExpr>)],
-    expr: &CompiledExpr,
-) -> Vec<usize> {
-    if expr.reads_all_variables {
-        return (0..earlier.len()).collect();
-    }
-    earlier
+/// The positions in `variables` (in evaluation order) of those `expr`
+/// reads: all of them when it reads `V` as a whole.
+pub fn variables_read<'v>(
+    variables: &'v [(Arc<str>, Arc<CompiledExpr>)],
+    expr: &'v CompiledExpr,
+) -> impl Iterator<Item = usize> + 'v {
+    variables
         .iter()
         .enumerate()
-        .filter(|(_, (name, _))| expr.variables.contains(&**name))
+        .filter(|(_, (name, _))| expr.reads_all_variables || expr.variables.contains(&**name))
         .map(|(i, _)| i)
-        .collect()
 }
 
 /// Orders variable definitions so each comes after those it reads.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use cel::common::value::Val;
 
-use super::expr::{CompiledExpr, Condition};
+use super::expr::{variables_read, CompiledExpr, Condition};
 use super::glob::Pattern;
 use super::schema::SchemaUse;
 use crate::config::SchemaEnforcement;
@@ -75,11 +75,9 @@ impl Params {
     /// variables `expr` reads, with those they read in turn.
     pub fn mark_needed(&self, expr: &CompiledExpr, needed: &mut Vec<bool>) {
         needed.clear();
-        needed.resize(self.variables.len(), expr.reads_all_variables);
-        if !expr.reads_all_variables {
-            for (flag, (name, _)) in needed.iter_mut().zip(&self.variables) {
-                *flag = expr.variables.contains(&**name);
-            }
+        needed.resize(self.variables.len(), false);
+        for i in variables_read(&self.variables, expr) {
+            needed[i] = true;
         }
         // A variable only reads earlier ones, so one pass from the end
         // closes the set.
@@ -141,6 +139,9 @@ pub struct DerivedRole {
     pub condition: Option<Condition>,
     /// Its set's variables and constants.
     pub params: Arc<Params>,
+    /// Whether its condition reads `runtime`, directly or through its set's
+    /// variables: if not, it has one value throughout a check.
+    pub reads_runtime: bool,
 }
 
 /// A rule of a resource policy.
@@ -388,7 +389,7 @@ mod tests {
         let mut reads = Vec::new();
         for (name, source) in definitions {
             let expr = cache.compile(source).unwrap();
-            reads.push(variables_read(&variables, &expr));
+            reads.push(variables_read(&variables, &expr).collect());
             variables.push((Arc::from(*name), expr));
         }
         let params = Params {

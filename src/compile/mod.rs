@@ -631,7 +631,7 @@ impl<'p> Builder<'p> {
         let reads = variables
             .iter()
             .enumerate()
-            .map(|(i, (_, expr))| variables_read(&variables[..i], expr))
+            .map(|(i, (_, expr))| variables_read(&variables[..i], expr).collect())
             .collect();
         self.next_params += 1;
         Some((
@@ -696,6 +696,8 @@ impl<'p> Builder<'p> {
                 Some(condition) => roles.push(Arc::new(DerivedRole {
                     name: Arc::from(def.name.as_str()),
                     parent_roles: def.parent_roles.iter().map(|r| RoleMatch::new(r)).collect(),
+                    reads_runtime: params.reads_runtime
+                        || condition.as_ref().is_some_and(Condition::reads_runtime),
                     condition,
                     params: Arc::clone(&params),
                 })),

@@ -319,7 +319,7 @@ struct Run<'a, 's> {
     needed: Vec<bool>,
     /// Derived role conditions already evaluated that cannot change within
     /// the check (they read no `runtime`), by role.
-    derived_conditions: Vec<(*const DerivedRole, bool)>,
+    derived_conditions: Vec<(&'a DerivedRole, bool)>,
     /// Scratch space for the rows of one scope.
     bindings: Vec<Binding<'a>>,
     outputs: Vec<OutputEntry>,
@@ -671,16 +671,19 @@ impl<'a, 's> Run<'a, 's> {
         let Some(condition) = &role.condition else {
             return true;
         };
-        let key: *const DerivedRole = role;
-        let fixed = !role.params.reads_runtime && !reads_runtime(condition);
+        let fixed = !role.reads_runtime;
         if fixed {
-            if let Some((_, holds)) = self.derived_conditions.iter().find(|(k, _)| *k == key) {
+            let done = self
+                .derived_conditions
+                .iter()
+                .find(|(r, _)| std::ptr::eq(*r, role));
+            if let Some((_, holds)) = done {
                 return *holds;
             }
         }
         let holds = self.condition(condition, &role.params, slot);
         if fixed {
-            self.derived_conditions.push((key, holds));
+            self.derived_conditions.push((role, holds));
         }
         holds
     }
@@ -767,13 +770,6 @@ impl<'a, 's> Run<'a, 's> {
         }
         self.needed = needed;
     }
-}
-
-/// Whether some expression of a condition tree reads `runtime`.
-fn reads_runtime(condition: &Condition) -> bool {
-    let mut reads = false;
-    condition.for_each_expr(&mut |expr| reads |= expr.reads_runtime);
-    reads
 }
 
 /// cel-go's wording of an evaluation error, as Cerbos reports it in an
