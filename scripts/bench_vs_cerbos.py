@@ -222,7 +222,7 @@ def main() -> int:
         # what any warm invocation costs before a policy is looked at.
         floor_config = work / f"cond{sets[0][0]}.config.yaml"
         for loop, label in (("lambda_runtime", "no work, `lambda_runtime` loop"),
-                            ("raw", "no work, blocking HTTP/1.1 loop")):
+                            ("verdict", "no work, Verdict's loop")):
             floor_args = [str(pdp_probe), "verdict", str(floor_function), str(floor_config), *bodies,
                           str(args.warm), f"FLOOR_LOOP={loop}"]
             floor = probe(floor_args)

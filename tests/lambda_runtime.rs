@@ -38,9 +38,15 @@ fn task_root(policies: &Path, extra: &str) -> (TempDir, PathBuf) {
 }
 
 fn start(api: &RuntimeApi, root: &TempDir, config: &Path) -> Function {
+    start_with(api, root, config, &[])
+}
+
+/// [`start`] with more environment variables.
+fn start_with(api: &RuntimeApi, root: &TempDir, config: &Path, extra: &[(&str, &str)]) -> Function {
     let config = config.to_str().expect("utf-8 path");
-    Function::start(bootstrap(), api, root.path(), &[("VERDICT_CONFIG", config)])
-        .expect("spawn bootstrap")
+    let mut env = vec![("VERDICT_CONFIG", config)];
+    env.extend_from_slice(extra);
+    Function::start(bootstrap(), api, root.path(), &env).expect("spawn bootstrap")
 }
 
 /// The HTTP body inside the gateway response.
@@ -52,12 +58,38 @@ fn http_body(outcome: &Outcome) -> (u64, Value) {
 
 #[test]
 fn first_answer_and_logs() {
+    answers_and_logs(&[]);
+}
+
+/// The AWS-maintained loop, kept as a fallback, serves the same answers.
+#[test]
+fn lambda_runtime_loop_answers_and_logs_the_same() {
+    answers_and_logs(&[("VERDICT_RUNTIME_LOOP", "lambda_runtime")]);
+}
+
+#[test]
+fn unknown_runtime_loop_fails_init() {
+    let api = RuntimeApi::start().expect("emulator");
+    let (root, config) = task_root(&fixtures().join("policies"), "");
+    let mut function = start_with(&api, &root, &config, &[("VERDICT_RUNTIME_LOOP", "fast")]);
+    let posted = api.wait_init_error(ANSWER_TIMEOUT).expect("init error");
+    assert_eq!(posted.json()["errorType"], "Runtime.InvalidEnvironment");
+    let message = posted.json()["errorMessage"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("VERDICT_RUNTIME_LOOP") && message.contains("\"fast\""),
+        "{message}"
+    );
+    assert!(!function.wait_exit(ANSWER_TIMEOUT).expect("exit").success());
+    assert_eq!(api.next_calls(), 0);
+}
+
+fn answers_and_logs(extra_env: &[(&str, &str)]) {
     let api = RuntimeApi::start().expect("emulator");
     let (root, config) = task_root(
         &fixtures().join("policies"),
         "audit:\n  enabled: true\n  decisionLogsEnabled: true\n",
     );
-    let function = start(&api, &root, &config);
+    let function = start_with(&api, &root, &config, extra_env);
 
     let outcome = api
         .invoke_with_id(
@@ -132,6 +164,12 @@ fn first_answer_and_logs() {
         .find(|l| l["message"] == "decision")
         .unwrap_or_else(|| panic!("no decision log:\n{all}"));
     assert_eq!(decision["requestId"], "first-request-id", "{decision}");
+    assert!(
+        decision["xrayTraceId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("Root=1-")),
+        "{decision}"
+    );
     assert_eq!(decision["decision"]["principal"]["id"], "alice");
     assert!(lines
         .iter()

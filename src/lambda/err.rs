@@ -90,24 +90,36 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-/// Why the init failure could not be reported to the Runtime API.
+/// Why a conversation with the Lambda Runtime API failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// `AWS_LAMBDA_RUNTIME_API` does not form a valid URL.
-    #[error("AWS_LAMBDA_RUNTIME_API {address:?} is not a host:port: {message}")]
-    Address {
+pub enum RuntimeApiError {
+    /// `AWS_LAMBDA_RUNTIME_API` names no reachable `host:port`.
+    #[error("cannot connect to the Runtime API at {address:?}: {source}")]
+    Connect {
         /// The variable's value.
         address: String,
-        /// The parser's message.
-        message: String,
+        /// Why resolving or connecting failed.
+        #[source]
+        source: std::io::Error,
     },
-    /// The request could not be built.
-    #[error("cannot build the init error request: {0}")]
-    Request(String),
-    /// The Runtime API could not be reached in time.
-    #[error("cannot reach the Runtime API: {0}")]
-    Transport(String),
-    /// The Runtime API answered with an error status.
-    #[error("the Runtime API answered {0}")]
-    Status(u16),
+    /// The connection failed or closed mid-exchange.
+    #[error("lost the connection to the Runtime API: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer's answer is not HTTP/1.1 this client can read.
+    #[error("the Runtime API sent a malformed response: {0}")]
+    Malformed(String),
+    /// An event arrived without `Lambda-Runtime-Aws-Request-Id`.
+    #[error("the Runtime API sent an event without a Lambda-Runtime-Aws-Request-Id header")]
+    MissingRequestId,
+    /// The Runtime API refused a request.
+    #[error("the Runtime API answered {status} to {path}")]
+    Status {
+        /// The request's path.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The error document could not be serialised.
+    #[error("cannot encode the error document: {0}")]
+    Encode(String),
 }

@@ -4,7 +4,9 @@
 //! a Function URL or an ALB is one request. [`run`] is what `bootstrap`
 //! does with no subcommand: set up JSON logs, load the config and the whole
 //! policy set once, log one cold-start line, then serve invocations from
-//! the Runtime API with a [`Handler`] that borrows that state. A cold start
+//! the Runtime API with a [`Handler`] that borrows that state: through
+//! [`runtime_api::RuntimeApi`], or through the `lambda_runtime` crate when
+//! [`RUNTIME_LOOP_ENV`] says so. A cold start
 //! that fails is reported to the Runtime API's init error endpoint and the
 //! process exits: a partial policy set is never served.
 //!
@@ -19,16 +21,24 @@ pub mod logging;
 pub mod runtime_api;
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lambda_runtime::{service_fn, LambdaEvent};
+use tokio::runtime::Runtime;
 
-pub use err::{HandlerError, InitError, ReportError};
+pub use err::{HandlerError, InitError, RuntimeApiError};
 pub use event::{HttpEvent, LambdaResponse, Origin, MAX_BODY_BYTES};
 pub use handler::{Handler, ServerInfo};
 
 use crate::config::Config;
 use handler::millis;
+use runtime_api::{Invocation, RuntimeApi};
+
+/// The variable the AWS SDK reads the invocation's X-Ray trace from.
+const TRACE_ENV: &str = "_X_AMZN_TRACE_ID";
+
+/// How long a failed cold start waits for the Runtime API to take its report.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Variables Lambda sets that `lambda_runtime` reads with `expect`: checked
 /// first so that a missing one is an init error, not a panic.
@@ -40,6 +50,33 @@ const REQUIRED_ENV: [&str; 3] = [
 
 /// Longest init error message sent to Lambda; the log has every line.
 const MAX_REPORTED_MESSAGE: usize = 32 * 1024;
+
+/// Which client talks to the Runtime API, chosen by `VERDICT_RUNTIME_LOOP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeLoop {
+    /// `verdict` (the default): [`runtime_api::RuntimeApi`], one blocking
+    /// keep-alive connection.
+    Verdict,
+    /// `lambda_runtime`: the AWS-maintained `lambda_runtime` crate's loop, for
+    /// an environment where Verdict's own client misbehaves.
+    LambdaRuntime,
+}
+
+/// The variable that picks the [`RuntimeLoop`].
+pub const RUNTIME_LOOP_ENV: &str = "VERDICT_RUNTIME_LOOP";
+
+impl RuntimeLoop {
+    fn from_env() -> Result<RuntimeLoop, InitError> {
+        match env(RUNTIME_LOOP_ENV).as_deref() {
+            None | Some("verdict") => Ok(RuntimeLoop::Verdict),
+            Some("lambda_runtime") => Ok(RuntimeLoop::LambdaRuntime),
+            Some(other) => Err(InitError::Environment {
+                name: RUNTIME_LOOP_ENV,
+                problem: format!("must be verdict or lambda_runtime, not {other:?}"),
+            }),
+        }
+    }
+}
 
 /// Runs the function until the Runtime API goes away. Returns non-zero when
 /// the cold start fails (after reporting it) or the loop stops on an error.
@@ -56,10 +93,6 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve())
-}
-
-async fn serve() -> ExitCode {
     let Some(address) = env("AWS_LAMBDA_RUNTIME_API") else {
         tracing::error!(
             "AWS_LAMBDA_RUNTIME_API is not set: this is not a Lambda environment \
@@ -67,26 +100,80 @@ async fn serve() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let handler = match cold_start().await {
-        Ok(handler) => handler,
-        Err(err) => return fail_init(&address, &err).await,
+    let (handler, runtime_loop) = match runtime.block_on(cold_start()) {
+        Ok(started) => started,
+        Err(err) => return fail_init(&address, &err),
     };
-    let handler = &handler;
-    let service = service_fn(move |event: LambdaEvent<HttpEvent>| async move {
-        handler.invoke(&event.payload).await
-    });
-    match lambda_runtime::run(service).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "the Runtime API loop stopped");
-            ExitCode::FAILURE
+    let stopped = match runtime_loop {
+        RuntimeLoop::Verdict => {
+            serve(&runtime, &handler, &mut RuntimeApi::new(&address)).to_string()
+        }
+        RuntimeLoop::LambdaRuntime => match runtime.block_on(serve_with_lambda_runtime(&handler)) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(err) => err.to_string(),
+        },
+    };
+    tracing::error!(error = %stopped, "the Runtime API loop stopped");
+    ExitCode::FAILURE
+}
+
+/// Answers events until the Runtime API cannot be reached.
+fn serve(runtime: &Runtime, handler: &Handler, api: &mut RuntimeApi) -> RuntimeApiError {
+    loop {
+        let answered = api
+            .next_invocation()
+            .and_then(|invocation| answer(runtime, handler, api, &invocation));
+        match answered {
+            Ok(()) => {}
+            // Lambda has already failed that invocation; the next may be fine.
+            Err(err @ RuntimeApiError::Status { .. }) => {
+                tracing::warn!(error = %err, "the Runtime API refused the answer");
+            }
+            Err(err) => return err,
         }
     }
 }
 
-async fn cold_start() -> Result<Handler, InitError> {
+/// Runs one invocation the way `lambda_runtime` does: `_X_AMZN_TRACE_ID` set
+/// for the AWS SDK, and every log line carrying the request id.
+fn answer(
+    runtime: &Runtime,
+    handler: &Handler,
+    api: &mut RuntimeApi,
+    invocation: &Invocation,
+) -> Result<(), RuntimeApiError> {
+    match &invocation.trace_id {
+        Some(trace_id) => std::env::set_var(TRACE_ENV, trace_id),
+        None => std::env::remove_var(TRACE_ENV),
+    }
+    let span = tracing::info_span!(
+        "Lambda runtime invoke",
+        requestId = %invocation.request_id,
+        xrayTraceId = invocation.trace_id.as_deref()
+    );
+    let _entered = span.enter();
+    match runtime.block_on(handler.invoke_json(&invocation.event)) {
+        Ok(body) => api.respond(&invocation.request_id, &body),
+        Err(err) => {
+            tracing::error!(errorType = err.error_type(), error = %err, "invocation failed");
+            api.fail(&invocation.request_id, err.error_type(), &err.to_string())
+        }
+    }
+}
+
+async fn serve_with_lambda_runtime(handler: &Handler) -> Result<(), lambda_runtime::Error> {
+    let service = service_fn(move |event: LambdaEvent<HttpEvent>| async move {
+        handler.invoke(&event.payload).await
+    });
+    lambda_runtime::run(service).await
+}
+
+async fn cold_start() -> Result<(Handler, RuntimeLoop), InitError> {
     let started = Instant::now();
-    check_environment()?;
+    let runtime_loop = RuntimeLoop::from_env()?;
+    if runtime_loop == RuntimeLoop::LambdaRuntime {
+        check_lambda_runtime_environment()?;
+    }
     let (config, config_path) = Config::discover(None)?;
     let ignored = config.ignored_server_keys();
     if !ignored.is_empty() {
@@ -112,10 +199,10 @@ async fn cold_start() -> Result<Handler, InitError> {
         version = env!("CARGO_PKG_VERSION"),
         "cold start: policies loaded"
     );
-    Ok(handler)
+    Ok((handler, runtime_loop))
 }
 
-fn check_environment() -> Result<(), InitError> {
+fn check_lambda_runtime_environment() -> Result<(), InitError> {
     for name in REQUIRED_ENV {
         if env(name).is_none() {
             return Err(InitError::Environment {
@@ -134,7 +221,7 @@ fn check_environment() -> Result<(), InitError> {
     Ok(())
 }
 
-async fn fail_init(address: &str, err: &InitError) -> ExitCode {
+fn fail_init(address: &str, err: &InitError) -> ExitCode {
     let lines = err.lines();
     for line in &lines {
         tracing::error!(errorType = err.error_type(), error = %line, "cold start failed");
@@ -148,7 +235,10 @@ async fn fail_init(address: &str, err: &InitError) -> ExitCode {
         message.truncate(cut);
         message.push_str("\n… (truncated; the function log has every error)");
     }
-    if let Err(report) = runtime_api::report_init_error(address, err.error_type(), &message).await {
+    let report = RuntimeApi::new(address)
+        .with_timeout(REPORT_TIMEOUT)
+        .fail_init(err.error_type(), &message);
+    if let Err(report) = report {
         tracing::error!(error = %report, "cannot report the init error to the Runtime API");
     }
     ExitCode::FAILURE
