@@ -117,15 +117,18 @@ pub fn run() -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Answers events until the Runtime API cannot be reached.
+/// Answers events until the Runtime API cannot be reached or sends
+/// something that is not an event.
 fn serve(runtime: &Runtime, handler: &Handler, api: &mut RuntimeApi) -> RuntimeApiError {
     loop {
-        let answered = api
-            .next_invocation()
-            .and_then(|invocation| answer(runtime, handler, api, &invocation));
-        match answered {
+        let invocation = match api.next_invocation() {
+            Ok(invocation) => invocation,
+            Err(err) => return err,
+        };
+        match answer(runtime, handler, api, &invocation) {
             Ok(()) => {}
-            // Lambda has already failed that invocation; the next may be fine.
+            // Lambda has already failed that invocation (e.g. an answer over
+            // its size limit); the next one may be fine.
             Err(err @ RuntimeApiError::Status { .. }) => {
                 tracing::warn!(error = %err, "the Runtime API refused the answer");
             }
@@ -173,6 +176,12 @@ async fn cold_start() -> Result<(Handler, RuntimeLoop), InitError> {
     let runtime_loop = RuntimeLoop::from_env()?;
     if runtime_loop == RuntimeLoop::LambdaRuntime {
         check_lambda_runtime_environment()?;
+    } else if let Some(concurrency) = env("AWS_LAMBDA_MAX_CONCURRENCY") {
+        // Lambda Managed Instances: events still arrive one per `/next`.
+        tracing::warn!(
+            concurrency = %concurrency,
+            "AWS_LAMBDA_MAX_CONCURRENCY is set, but this function answers one invocation at a time"
+        );
     }
     let (config, config_path) = Config::discover(None)?;
     let ignored = config.ignored_server_keys();
