@@ -5,10 +5,11 @@
 //! the Runtime API is strictly sequential: `GET …/invocation/next`, then one
 //! `POST …/{id}/response` or `…/{id}/error`. This client holds one
 //! keep-alive connection and does each exchange with one write and plain
-//! blocking reads, parsing heads and chunk sizes with `httparse`. Measured
-//! under the emulator, `lambda_runtime`'s pooled async client held each
-//! event 30–60 µs longer than this loop (BENCHMARKS.md), which was more than
-//! a policy decision costs. `lambda_runtime` stays available behind
+//! blocking reads, parsing heads and chunk sizes with `httparse`. Under the
+//! emulator, a function that does no work was held 93 µs per event by
+//! `lambda_runtime`'s pooled async client and 24 µs by this one, with both
+//! vCPUs free (BENCHMARKS.md): the difference is more than a policy
+//! decision costs. `lambda_runtime` stays available behind
 //! `VERDICT_RUNTIME_LOOP=lambda_runtime` (see [`super::run`]).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
