@@ -137,8 +137,8 @@ impl Handler {
         self.respond(event)
     }
 
-    /// Event JSON in, response JSON out: what the runtime does around
-    /// [`Handler::invoke`], for tests and benchmarks.
+    /// Event JSON in, response JSON out: one invocation of `bootstrap`'s
+    /// Runtime API loop, also driven directly by tests and benchmarks.
     pub async fn invoke_json(&self, event: &[u8]) -> Result<Vec<u8>, HandlerError> {
         let event: HttpEvent = serde_json::from_slice(event).map_err(HandlerError::Event)?;
         let response = self.invoke(&event).await?;

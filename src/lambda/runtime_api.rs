@@ -34,7 +34,7 @@ const TRACE_ID_HEADER: &str = "lambda-runtime-trace-id";
 
 /// Lambda's synchronous payload limit is 6 MB; a body many times larger
 /// means a broken peer, not an event, and is refused before allocation.
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bound on a response head (status line and headers).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -69,6 +69,20 @@ struct Reply {
     body: Vec<u8>,
 }
 
+impl Reply {
+    /// Whether the Runtime API took the request to `path` (any 2xx).
+    fn accepted(&self, path: &str) -> Result<(), RuntimeApiError> {
+        if (200..300).contains(&self.status) {
+            Ok(())
+        } else {
+            Err(RuntimeApiError::Status {
+                path: path.to_string(),
+                status: self.status,
+            })
+        }
+    }
+}
+
 /// A connection to the Runtime API at `AWS_LAMBDA_RUNTIME_API`, opened on
 /// first use and opened again when the peer has closed it.
 pub struct RuntimeApi {
@@ -98,12 +112,7 @@ impl RuntimeApi {
     /// Waits for the next event.
     pub fn next_invocation(&mut self) -> Result<Invocation, RuntimeApiError> {
         let reply = self.exchange("GET", NEXT_PATH, None, &[])?;
-        if !(200..300).contains(&reply.status) {
-            return Err(RuntimeApiError::Status {
-                path: NEXT_PATH.to_string(),
-                status: reply.status,
-            });
-        }
+        reply.accepted(NEXT_PATH)?;
         let request_id = reply
             .request_id
             .filter(|id| !id.is_empty())
@@ -158,15 +167,8 @@ impl RuntimeApi {
         error_type: Option<&str>,
         body: &[u8],
     ) -> Result<(), RuntimeApiError> {
-        let reply = self.exchange("POST", path, error_type, body)?;
-        if (200..300).contains(&reply.status) {
-            Ok(())
-        } else {
-            Err(RuntimeApiError::Status {
-                path: path.to_string(),
-                status: reply.status,
-            })
-        }
+        self.exchange("POST", path, error_type, body)?
+            .accepted(path)
     }
 
     /// One request and its response. A kept-alive connection the peer has
@@ -313,7 +315,7 @@ fn read_reply(reader: &mut impl BufRead) -> Result<(Reply, bool), RuntimeApiErro
         keep_alive = false;
         let mut body = Vec::new();
         reader
-            .take(MAX_BODY_BYTES as u64 + 1)
+            .take(MAX_PAYLOAD_BYTES as u64 + 1)
             .read_to_end(&mut body)?;
         check_size(body.len())?;
         body
@@ -397,9 +399,9 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, RuntimeApiError> {
 }
 
 fn check_size(length: usize) -> Result<(), RuntimeApiError> {
-    if length > MAX_BODY_BYTES {
+    if length > MAX_PAYLOAD_BYTES {
         Err(malformed(&format!(
-            "body of {length} bytes is over the {MAX_BODY_BYTES}-byte bound"
+            "body of {length} bytes is over the {MAX_PAYLOAD_BYTES}-byte bound"
         )))
     } else {
         Ok(())
