@@ -38,6 +38,7 @@ mod fastparse;
 pub use fastparse::visit;
 mod hierarchy;
 mod json;
+mod lookup;
 mod macros;
 mod misc;
 mod network;
@@ -106,6 +107,8 @@ impl Program {
 /// of the environment's macros (two-variable comprehensions, `cel.bind`,
 /// `sortBy`, `math.greatest`, ...) is parsed again with the full parser, as
 /// is an expression the fast parser rejects, so errors read the same.
+/// Either way, selections on the activation's variables become index
+/// lookups (see `lookup.rs`), which `cel` evaluates with less work.
 ///
 /// # Errors
 ///
@@ -115,22 +118,22 @@ pub fn compile(source: &str) -> Result<Program, err::CelxError> {
     let fast = cel::parser::PrattParser::new()
         .enable_optional_syntax(true)
         .parse(source);
-    if let Ok(mut expression) = fast {
-        if !fastparse::needs_environment_macros(&expression) {
+    let mut expression = match fast {
+        Ok(mut expression) if !fastparse::needs_environment_macros(&expression) => {
             fastparse::expand_time_macros(&mut expression);
-            return Ok(Program { expression });
+            expression
         }
-    }
-    ENVIRONMENT
-        .0
-        .compile(source)
-        .map(|program| Program {
-            expression: program.expression().clone(),
-        })
-        .map_err(|e| err::CelxError::Parse {
-            expression: source.to_owned(),
-            message: e.to_string(),
-        })
+        _ => ENVIRONMENT
+            .0
+            .compile(source)
+            .map(|program| program.expression().clone())
+            .map_err(|e| err::CelxError::Parse {
+                expression: source.to_owned(),
+                message: e.to_string(),
+            })?,
+    };
+    lookup::index_activation_selects(&mut expression);
+    Ok(Program { expression })
 }
 
 /// Converts JSON into a CEL value that borrows the JSON's strings rather than
