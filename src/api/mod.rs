@@ -10,6 +10,7 @@ pub mod err;
 pub mod jwt;
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -150,17 +151,17 @@ impl Api {
     ) -> Result<Checked, ApiError> {
         let wire: CheckResourcesWire = parse(body)?;
         let mut problems = Problems::default();
-        let principal = problems.principal(wire.principal, "principal");
+        let principal = problems.principal(wire.principal, Field::Root("principal"));
         let entries = match wire.resources {
             Some(entries) if !entries.is_empty() => entries,
             _ => {
-                problems.add("resources", "value is required");
+                problems.add(Field::Root("resources"), "value is required");
                 Vec::new()
             }
         };
         if entries.len() > MAX_RESOURCES_PER_REQUEST {
             problems.add(
-                "resources",
+                Field::Root("resources"),
                 format!("value must contain no more than {MAX_RESOURCES_PER_REQUEST} item(s)"),
             );
         }
@@ -168,8 +169,14 @@ impl Api {
             .into_iter()
             .enumerate()
             .map(|(i, entry)| ResourceCheck {
-                resource: problems.resource(entry.resource, &format!("resources[{i}].resource")),
-                actions: problems.actions(entry.actions, &format!("resources[{i}].actions")),
+                resource: problems.resource(
+                    entry.resource,
+                    Field::Member(&Field::Item("resources", i), "resource"),
+                ),
+                actions: problems.actions(
+                    entry.actions,
+                    Field::Member(&Field::Item("resources", i), "actions"),
+                ),
             })
             .collect();
         problems.finish()?;
@@ -194,9 +201,9 @@ impl Api {
     ) -> Result<Checked, ApiError> {
         let wire: CheckWire = parse(body)?;
         let mut problems = Problems::default();
-        let principal = problems.principal(wire.principal, "principal");
-        let resource = problems.resource(wire.resource, "resource");
-        let actions = problems.actions(wire.actions, "actions");
+        let principal = problems.principal(wire.principal, Field::Root("principal"));
+        let resource = problems.resource(wire.resource, Field::Root("resource"));
+        let actions = problems.actions(wire.actions, Field::Root("actions"));
         problems.finish()?;
         let aux = self.aux_data(wire.aux_data)?;
         let resources = vec![ResourceCheck { resource, actions }];
@@ -253,28 +260,51 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// A request field, named in Cerbos's form (`resources[0].resource.kind`).
+/// The name is only written out when the field has a problem: a request
+/// that has none should not pay for naming its fields.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    /// A top-level field.
+    Root(&'static str),
+    /// An element of a top-level list.
+    Item(&'static str, usize),
+    /// A field of a message.
+    Member(&'a Field<'a>, &'static str),
+}
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Root(name) => f.write_str(name),
+            Field::Item(list, index) => write!(f, "{list}[{index}]"),
+            Field::Member(parent, name) => write!(f, "{parent}.{name}"),
+        }
+    }
+}
+
 /// Field violations, reported together in Cerbos's wording.
 #[derive(Default)]
 struct Problems(Vec<String>);
 
 impl Problems {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(format!("{field}: {}", message.into()));
+    fn add(&mut self, field: Field<'_>, message: impl fmt::Display) {
+        self.0.push(format!("{field}: {message}"));
     }
 
-    fn required(&mut self, field: &str, value: &str) {
+    fn required(&mut self, field: Field<'_>, value: &str) {
         if value.is_empty() {
             self.add(field, "value is required");
         }
     }
 
-    fn version(&mut self, field: &str, value: &str) {
+    fn version(&mut self, field: Field<'_>, value: &str) {
         if !value.chars().all(|c| c.is_alphanumeric() || c == '_') {
             self.add(field, "does not match regex pattern `^[\\w]*$`");
         }
     }
 
-    fn scope(&mut self, field: &str, value: &str) {
+    fn scope(&mut self, field: Field<'_>, value: &str) {
         if !valid_request_scope(value) {
             self.add(
                 field,
@@ -283,28 +313,40 @@ impl Problems {
         }
     }
 
-    fn unique(&mut self, field: &str, values: &[String]) {
-        let mut seen = std::collections::HashSet::new();
-        if !values.iter().all(|v| seen.insert(v.as_str())) {
+    fn unique(&mut self, field: Field<'_>, values: &[String]) {
+        // Requests name a handful of roles and actions: comparing each pair
+        // is cheaper than hashing them, up to a length where it is not.
+        const PAIRWISE_UP_TO: usize = 16;
+        let unique = if values.len() <= PAIRWISE_UP_TO {
+            values
+                .iter()
+                .enumerate()
+                .all(|(i, v)| !values[..i].contains(v))
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            values.iter().all(|v| seen.insert(v.as_str()))
+        };
+        if !unique {
             self.add(field, "repeated value must contain unique items");
         }
     }
 
-    fn principal(&mut self, wire: Option<PrincipalWire>, field: &str) -> Principal {
+    fn principal(&mut self, wire: Option<PrincipalWire>, field: Field<'_>) -> Principal {
         let Some(p) = wire else {
             self.add(field, "value is required");
             return Principal::default();
         };
-        self.required(&format!("{field}.id"), &p.id);
+        let member = |name| Field::Member(&field, name);
+        self.required(member("id"), &p.id);
         if p.roles.is_empty() {
-            self.add(&format!("{field}.roles"), "value is required");
+            self.add(member("roles"), "value is required");
         }
         if p.roles.iter().any(String::is_empty) {
-            self.add(&format!("{field}.roles"), "roles must not be empty strings");
+            self.add(member("roles"), "roles must not be empty strings");
         }
-        self.unique(&format!("{field}.roles"), &p.roles);
-        self.version(&format!("{field}.policy_version"), &p.policy_version);
-        self.scope(&format!("{field}.scope"), &p.scope);
+        self.unique(member("roles"), &p.roles);
+        self.version(member("policy_version"), &p.policy_version);
+        self.scope(member("scope"), &p.scope);
         Principal {
             id: p.id,
             roles: p.roles,
@@ -314,15 +356,16 @@ impl Problems {
         }
     }
 
-    fn resource(&mut self, wire: Option<ResourceWire>, field: &str) -> Resource {
+    fn resource(&mut self, wire: Option<ResourceWire>, field: Field<'_>) -> Resource {
         let Some(r) = wire else {
             self.add(field, "value is required");
             return Resource::default();
         };
-        self.required(&format!("{field}.kind"), &r.kind);
-        self.required(&format!("{field}.id"), &r.id);
-        self.version(&format!("{field}.policy_version"), &r.policy_version);
-        self.scope(&format!("{field}.scope"), &r.scope);
+        let member = |name| Field::Member(&field, name);
+        self.required(member("kind"), &r.kind);
+        self.required(member("id"), &r.id);
+        self.version(member("policy_version"), &r.policy_version);
+        self.scope(member("scope"), &r.scope);
         Resource {
             kind: r.kind,
             id: r.id,
@@ -332,7 +375,7 @@ impl Problems {
         }
     }
 
-    fn actions(&mut self, actions: Vec<String>, field: &str) -> Vec<String> {
+    fn actions(&mut self, actions: Vec<String>, field: Field<'_>) -> Vec<String> {
         if actions.is_empty() {
             self.add(field, "value is required");
         }
