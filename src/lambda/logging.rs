@@ -7,7 +7,14 @@
 //! `requestId`) into the line itself. A field named `json_<name>` whose
 //! value is JSON text is embedded as JSON under `<name>`, which is how the
 //! decision log keeps its structure.
+//!
+//! Verdict's own Runtime API loop does not open a span per invocation: it
+//! marks the invocation with [`invocation_scope`] instead, whose fields the
+//! formatter puts on every line the same way. A span costs a few
+//! microseconds to open and close (its fields are formatted as JSON and kept
+//! in the registry) on every invocation, whether or not anything is logged.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use chrono::SecondsFormat;
@@ -49,6 +56,42 @@ pub fn init() {
         .try_init();
 }
 
+/// The invocation a thread is answering.
+struct Invocation {
+    request_id: String,
+    trace_id: Option<String>,
+}
+
+thread_local! {
+    static INVOCATION: RefCell<Option<Invocation>> = const { RefCell::new(None) };
+}
+
+/// While the returned guard lives, every line this thread logs carries
+/// `requestId` and, when there is one, `xrayTraceId`: the fields
+/// `lambda_runtime` puts on its per-invocation span.
+pub fn invocation_scope(request_id: &str, trace_id: Option<&str>) -> InvocationScope {
+    INVOCATION.with_borrow_mut(|current| {
+        *current = Some(Invocation {
+            request_id: request_id.to_string(),
+            trace_id: trace_id.map(str::to_string),
+        })
+    });
+    InvocationScope {
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+/// Ends the invocation's fields when dropped, on the thread that set them.
+pub struct InvocationScope {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for InvocationScope {
+    fn drop(&mut self) {
+        INVOCATION.with_borrow_mut(|current| *current = None);
+    }
+}
+
 /// The event formatter: one flat JSON object per event.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonLines;
@@ -71,6 +114,14 @@ where
         );
         line.put("level", Value::String(meta.level().as_str().to_string()));
         line.put("target", Value::String(meta.target().to_string()));
+        INVOCATION.with_borrow(|current| {
+            if let Some(invocation) = current {
+                line.put("requestId", Value::String(invocation.request_id.clone()));
+                if let Some(trace_id) = &invocation.trace_id {
+                    line.put("xrayTraceId", Value::String(trace_id.clone()));
+                }
+            }
+        });
         if let Some(scope) = ctx.event_scope() {
             // Innermost first, and the first value of a name wins.
             for span in scope {

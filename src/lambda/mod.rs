@@ -149,12 +149,7 @@ fn answer(
         Some(trace_id) => std::env::set_var(TRACE_ENV, trace_id),
         None => std::env::remove_var(TRACE_ENV),
     }
-    let span = tracing::info_span!(
-        "Lambda runtime invoke",
-        requestId = %invocation.request_id,
-        xrayTraceId = invocation.trace_id.as_deref()
-    );
-    let _entered = span.enter();
+    let _scope = logging::invocation_scope(&invocation.request_id, invocation.trace_id.as_deref());
     match runtime.block_on(handler.invoke_json(&invocation.event)) {
         Ok(body) => api.respond(&invocation.request_id, &body),
         Err(err) => {
