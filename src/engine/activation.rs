@@ -7,6 +7,7 @@
 //! same.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use cel::common::traits::Indexer;
 use cel::common::types::{CelList, CelMap, CelMapKey, CelString, Type};
@@ -74,8 +75,30 @@ pub fn aux_data_val(aux: Option<&AuxData>) -> Boxed<'_> {
     message(vec![("jwt", object(claims))])
 }
 
-/// `runtime`: the derived roles in effect at the scope being evaluated.
-pub fn runtime_val(effective_derived_roles: &[&str]) -> Boxed<'static> {
+/// `runtime`: the derived roles in effect at the scope being evaluated,
+/// made into a CEL value the first time an expression reads it (few do).
+pub struct Runtime<'a> {
+    effective_derived_roles: Vec<&'a str>,
+    value: OnceLock<Boxed<'static>>,
+}
+
+impl<'a> Runtime<'a> {
+    /// `runtime` with these effective derived roles.
+    pub fn new(effective_derived_roles: Vec<&'a str>) -> Runtime<'a> {
+        Runtime {
+            effective_derived_roles,
+            value: OnceLock::new(),
+        }
+    }
+
+    fn value(&self) -> &dyn Val {
+        &**self
+            .value
+            .get_or_init(|| runtime_val(&self.effective_derived_roles))
+    }
+}
+
+fn runtime_val(effective_derived_roles: &[&str]) -> Boxed<'static> {
     let roles = || -> Boxed<'static> {
         Box::new(CelList::from(
             effective_derived_roles
@@ -160,7 +183,7 @@ pub struct Activation<'a> {
     /// `request`.
     pub request: RequestView<'a>,
     /// `runtime`.
-    pub runtime: &'a dyn Val,
+    pub runtime: &'a Runtime<'a>,
     /// `V` / `variables`.
     pub variables: &'a dyn Val,
     /// `C` / `constants`.
@@ -180,7 +203,7 @@ impl VariableResolver for Activation<'_> {
             "V" | "variables" => self.variables,
             "C" | "constants" => self.constants,
             "G" | "globals" => self.globals,
-            "runtime" => self.runtime,
+            "runtime" => self.runtime.value(),
             celx::NOW_VARIABLE => self.now,
             _ => return None,
         };

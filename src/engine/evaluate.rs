@@ -9,7 +9,7 @@ use cel::{Context, Value};
 use chrono::{DateTime, FixedOffset};
 
 use super::activation::{
-    aux_data_val, principal_val, resource_val, runtime_val, Activation, RequestView,
+    aux_data_val, principal_val, resource_val, Activation, RequestView, Runtime,
 };
 use super::validate::validate;
 use super::{
@@ -185,7 +185,7 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         derived_conditions: Vec::new(),
         bindings: Vec::new(),
         outputs: Vec::new(),
-        runtime: runtime_val(&[]),
+        runtime: Runtime::new(Vec::new()),
         effective_derived_roles: BTreeSet::new(),
         processed_scopes: Vec::new(),
     };
@@ -324,7 +324,7 @@ struct Run<'a, 's> {
     bindings: Vec<Binding<'a>>,
     outputs: Vec<OutputEntry>,
     /// `runtime` for the scope being evaluated.
-    runtime: StaticVal,
+    runtime: Runtime<'a>,
     effective_derived_roles: BTreeSet<String>,
     processed_scopes: Vec<&'s str>,
 }
@@ -531,8 +531,7 @@ impl<'a, 's> Run<'a, 's> {
                 }
             }
         }
-        let names: Vec<&str> = here.into_iter().collect();
-        self.runtime = runtime_val(&names);
+        self.runtime = Runtime::new(here.into_iter().collect());
     }
 
     fn cached(&self, slot: usize) -> Option<bool> {
@@ -656,7 +655,7 @@ impl<'a, 's> Run<'a, 's> {
     fn activation<'x>(&'x self, params: &'x Params, variables: &'x dyn Val) -> Activation<'x> {
         Activation {
             request: self.shared.request,
-            runtime: &*self.runtime,
+            runtime: &self.runtime,
             variables,
             constants: &*params.constants,
             globals: &*self.shared.index.globals,
