@@ -962,33 +962,10 @@ def normalize_validation(v):
 # a mismatch that disappears once the named normalisation is applied to both
 # sides is counted under "known: NAME" and does not fail the run. Remove an
 # entry as soon as its change lands, so the check guards it from then on.
-KNOWN = {
-    "message-output": (
-        "an output that returns a whole request.principal/resource message: "
-        "Cerbos omits empty fields and uses only JSON names; Verdict's CEL "
-        "view also holds empty policyVersion/policy_version/scope keys"),
-}
+KNOWN = {}
 
-
-def _drop_message_keys(node):
-    if isinstance(node, list):
-        return [_drop_message_keys(x) for x in node]
-    if isinstance(node, dict):
-        looks_like_message = "id" in node and ("kind" in node or "roles" in node)
-        out = {}
-        for k, v in node.items():
-            if looks_like_message and k == "policy_version":
-                continue
-            if looks_like_message and k in ("policyVersion", "scope", "attr") and v in ("", {}):
-                continue
-            out[k] = _drop_message_keys(v)
-        return out
-    return node
-
-
-KNOWN_NORMALISERS = {
-    "message-output": _drop_message_keys,
-}
+# Normalisations by KNOWN name, applied to both output lists.
+KNOWN_NORMALISERS = {}
 
 
 def known_outputs_difference(co, vo, tolerance):

@@ -6,6 +6,7 @@
 //! outputs with).
 
 use super::err::CelxError;
+use super::message::MessageType;
 use super::util::{take_args, FnResult};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use cel::common::types::{
@@ -56,6 +57,32 @@ pub(crate) fn to_val<'a>(value: &'a Value) -> Box<dyn Val + 'a> {
 /// See [`super::json_to_static_val`].
 pub(crate) fn to_static_val(value: &Value) -> Box<dyn Val + 'static> {
     convert(value, &|s: &str| CelString::from(s.to_owned()))
+}
+
+/// A request message as protobuf's JSON renders it: only its populated
+/// fields, under their JSON names.
+fn message(value: &dyn Val, message_type: &MessageType) -> Result<Value, CelxError> {
+    let type_name = value.get_type().name();
+    let fields = value
+        .as_indexer()
+        .ok_or_else(|| CelxError::convert(type_name, "message fields cannot be read"))?;
+    let mut out = Map::new();
+    for field in message_type.fields() {
+        let field_value = fields
+            .get(&CelString::from(field.json))
+            .map_err(|e| CelxError::convert(type_name, e.to_string()))?;
+        let json = from_val(field_value.as_ref())?;
+        let populated = match &json {
+            Value::String(s) => !s.is_empty(),
+            Value::Array(items) => !items.is_empty(),
+            Value::Object(entries) => !entries.is_empty(),
+            _ => true,
+        };
+        if populated {
+            out.insert(field.json.to_string(), json);
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 /// A double as a JSON number: whole numbers that a double holds exactly
@@ -160,6 +187,9 @@ pub(crate) fn from_val(value: &dyn Val) -> Result<Value, CelxError> {
     }
     if let Some(d) = value.downcast_ref::<CelDuration>() {
         return Ok(Value::String(duration_string(d.inner())));
+    }
+    if let Some(message_type) = super::message::message_type(value) {
+        return message(value, message_type);
     }
     match value.get_type().kind() {
         Kind::List => {

@@ -40,6 +40,7 @@ mod hierarchy;
 mod json;
 mod lookup;
 mod macros;
+pub mod message;
 mod misc;
 mod network;
 mod regexfn;

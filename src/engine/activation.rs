@@ -17,6 +17,7 @@ use cel::ExecutionError;
 
 use super::{AuxData, Principal, Resource};
 use crate::celx;
+use crate::celx::message::{Message, PrincipalKind, ResourceKind};
 
 type Boxed<'a> = Box<dyn Val + 'a>;
 
@@ -32,39 +33,37 @@ fn object<'a>(attr: &'a serde_json::Map<String, serde_json::Value>) -> Boxed<'a>
     Box::new(CelMap::from(map))
 }
 
-/// Cerbos exposes request messages under both their JSON and proto field
-/// names (`policyVersion` and `policy_version`).
+/// `request.principal` / `P`.
+pub fn principal_val(p: &Principal) -> Boxed<'_> {
+    let roles: Vec<Boxed<'_>> = p.roles.iter().map(|r| string(r)).collect();
+    Box::new(Message::<PrincipalKind>::new([
+        string(&p.id),
+        Box::new(CelList::from(roles)),
+        object(&p.attr),
+        string(&p.policy_version),
+        string(p.scope.trim_start_matches('.')),
+    ]))
+}
+
+/// `request.resource` / `R`.
+pub fn resource_val(r: &Resource) -> Boxed<'_> {
+    Box::new(Message::<ResourceKind>::new([
+        string(&r.kind),
+        string(&r.id),
+        object(&r.attr),
+        string(&r.policy_version),
+        string(r.scope.trim_start_matches('.')),
+    ]))
+}
+
+/// A message of plain fields, as a map: `auxData` and `runtime`, which
+/// Cerbos also builds as maps.
 fn message<'a>(fields: Vec<(&'static str, Boxed<'a>)>) -> Boxed<'a> {
     let map: HashMap<CelMapKey<'a>, Boxed<'a>> = fields
         .into_iter()
         .map(|(k, v)| (CelMapKey::from(k), v))
         .collect();
     Box::new(CelMap::from(map))
-}
-
-/// `request.principal` / `P`.
-pub fn principal_val(p: &Principal) -> Boxed<'_> {
-    let roles: Vec<Boxed<'_>> = p.roles.iter().map(|r| string(r)).collect();
-    message(vec![
-        ("id", string(&p.id)),
-        ("roles", Box::new(CelList::from(roles))),
-        ("attr", object(&p.attr)),
-        ("policyVersion", string(&p.policy_version)),
-        ("policy_version", string(&p.policy_version)),
-        ("scope", string(p.scope.trim_start_matches('.'))),
-    ])
-}
-
-/// `request.resource` / `R`.
-pub fn resource_val(r: &Resource) -> Boxed<'_> {
-    message(vec![
-        ("kind", string(&r.kind)),
-        ("id", string(&r.id)),
-        ("attr", object(&r.attr)),
-        ("policyVersion", string(&r.policy_version)),
-        ("policy_version", string(&r.policy_version)),
-        ("scope", string(r.scope.trim_start_matches('.'))),
-    ])
 }
 
 /// `request.auxData`: `{jwt: {...claims}}`, empty when the request has none.
