@@ -70,12 +70,10 @@ thread_local! {
 /// `requestId` and, when there is one, `xrayTraceId`: the fields
 /// `lambda_runtime` puts on its per-invocation span.
 pub fn invocation_scope(request_id: &str, trace_id: Option<&str>) -> InvocationScope {
-    INVOCATION.with_borrow_mut(|current| {
-        *current = Some(Invocation {
-            request_id: request_id.to_string(),
-            trace_id: trace_id.map(str::to_string),
-        })
-    });
+    set_invocation(Some(Invocation {
+        request_id: request_id.to_string(),
+        trace_id: trace_id.map(str::to_string),
+    }));
     InvocationScope {
         _not_send: std::marker::PhantomData,
     }
@@ -88,8 +86,17 @@ pub struct InvocationScope {
 
 impl Drop for InvocationScope {
     fn drop(&mut self) {
-        INVOCATION.with_borrow_mut(|current| *current = None);
+        set_invocation(None);
     }
+}
+
+/// Only fails while the thread is exiting, when there is nothing to mark.
+fn set_invocation(invocation: Option<Invocation>) {
+    let _ = INVOCATION.try_with(|cell| {
+        if let Ok(mut current) = cell.try_borrow_mut() {
+            *current = invocation;
+        }
+    });
 }
 
 /// The event formatter: one flat JSON object per event.
@@ -114,8 +121,9 @@ where
         );
         line.put("level", Value::String(meta.level().as_str().to_string()));
         line.put("target", Value::String(meta.target().to_string()));
-        INVOCATION.with_borrow(|current| {
-            if let Some(invocation) = current {
+        // A line logged while the thread exits has no invocation to name.
+        let _ = INVOCATION.try_with(|cell| {
+            if let Some(invocation) = cell.try_borrow().ok().as_deref().and_then(Option::as_ref) {
                 line.put("requestId", Value::String(invocation.request_id.clone()));
                 if let Some(trace_id) = &invocation.trace_id {
                     line.put("xrayTraceId", Value::String(trace_id.clone()));
