@@ -198,6 +198,31 @@ fn missing_parts_are_named() {
 }
 
 #[test]
+fn repeated_roles_and_actions_are_refused() {
+    let e = error_json(request(
+        json!({"id": "alice", "roles": ["editor", "viewer", "editor"]}),
+        doc(&["view"], "a"),
+    ));
+    assert_eq!(
+        e.message,
+        "validation error: principal.roles: repeated value must contain unique items"
+    );
+    // Longer lists than the pairwise check covers.
+    let mut actions: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
+    let refs: Vec<&str> = actions.iter().map(String::as_str).collect();
+    let mut resources = doc(&refs, "a");
+    actions.push("a0".to_string());
+    let refs: Vec<&str> = actions.iter().map(String::as_str).collect();
+    let second = doc(&refs, "a")[0].clone();
+    resources.as_array_mut().unwrap().push(second);
+    let e = error_json(request(alice(), resources));
+    assert_eq!(
+        e.message,
+        "validation error: resources[1].actions: repeated value must contain unique items"
+    );
+}
+
+#[test]
 fn limits_are_enforced() {
     let actions: Vec<String> = (0..51).map(|i| format!("a{i}")).collect();
     let refs: Vec<&str> = actions.iter().map(String::as_str).collect();
