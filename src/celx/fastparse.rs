@@ -47,14 +47,24 @@ fn is_environment_macro(call: &CallExpr) -> bool {
 /// Rewrites `now()` to the request-time variable and `ts.timeSince()` /
 /// `timeSince(ts)` to its difference with it, as the environment's macros do.
 pub fn expand_time_macros(expr: &mut IdedExpr) {
-    let mut next_id = max_id(expr) + 1;
-    rewrite(expr, &mut next_id);
+    rewrite_bottom_up(expr, &mut expand_time_macro);
 }
 
-fn rewrite(node: &mut IdedExpr, next_id: &mut u64) {
-    for child in children_mut(&mut node.expr) {
-        rewrite(child, next_id);
+/// Calls `f` on every node of the tree, children before their parent, so
+/// that `f` sees a node's operands already rewritten. `f` takes ids for the
+/// nodes it adds from the counter it is given, which starts past the tree's.
+pub(super) fn rewrite_bottom_up(expr: &mut IdedExpr, f: &mut dyn FnMut(&mut IdedExpr, &mut u64)) {
+    fn walk(node: &mut IdedExpr, f: &mut dyn FnMut(&mut IdedExpr, &mut u64), next_id: &mut u64) {
+        for child in children_mut(&mut node.expr) {
+            walk(child, f, next_id);
+        }
+        f(node, next_id);
     }
+    let mut next_id = max_id(expr) + 1;
+    walk(expr, f, &mut next_id);
+}
+
+fn expand_time_macro(node: &mut IdedExpr, next_id: &mut u64) {
     let Expr::Call(call) = &mut node.expr else {
         return;
     };
@@ -91,7 +101,7 @@ pub(super) fn take_id(next_id: &mut u64) -> u64 {
     *next_id - 1
 }
 
-pub(super) fn max_id(expr: &IdedExpr) -> u64 {
+fn max_id(expr: &IdedExpr) -> u64 {
     let mut max = 0;
     visit(expr, &mut |node| max = max.max(node.id));
     max
@@ -138,7 +148,7 @@ pub fn visit(node: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
     }
 }
 
-pub(super) fn children_mut(expr: &mut Expr) -> Vec<&mut IdedExpr> {
+fn children_mut(expr: &mut Expr) -> Vec<&mut IdedExpr> {
     match expr {
         Expr::Call(call) => {
             let mut out: Vec<&mut IdedExpr> = Vec::with_capacity(call.args.len() + 1);

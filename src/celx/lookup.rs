@@ -21,7 +21,7 @@
 use cel::common::ast::{CallExpr, Expr, IdedExpr, LiteralValue};
 use cel::common::types::CelString;
 
-use super::fastparse::{children_mut, max_id, take_id};
+use super::fastparse::{rewrite_bottom_up, take_id};
 
 /// The index operator's function name in `cel`'s syntax tree.
 const INDEX: &str = "_[_]";
@@ -43,15 +43,11 @@ const VARIABLE_ROOTS: [&str; 2] = ["V", "variables"];
 
 /// Rewrites `root.a.b` into `root["a"]["b"]` throughout `expr`.
 pub fn index_activation_selects(expr: &mut IdedExpr) {
-    let mut next_id = max_id(expr) + 1;
-    rewrite(expr, &mut next_id);
+    // Bottom up, so the operand of a selection is already rewritten.
+    rewrite_bottom_up(expr, &mut index_select);
 }
 
-fn rewrite(node: &mut IdedExpr, next_id: &mut u64) {
-    // Children first, so the operand of a selection is already rewritten.
-    for child in children_mut(&mut node.expr) {
-        rewrite(child, next_id);
-    }
+fn index_select(node: &mut IdedExpr, next_id: &mut u64) {
     let Expr::Select(select) = &mut node.expr else {
         return;
     };

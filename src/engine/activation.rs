@@ -56,8 +56,8 @@ pub fn resource_val(r: &Resource) -> Boxed<'_> {
     ]))
 }
 
-/// A message of plain fields, as a map: `auxData` and `runtime`, which
-/// Cerbos also builds as maps.
+/// A map of named fields, for `auxData` and `runtime`: built once per
+/// check and seldom read, so a map costs little here.
 fn message<'a>(fields: Vec<(&'static str, Boxed<'a>)>) -> Boxed<'a> {
     let map: HashMap<CelMapKey<'a>, Boxed<'a>> = fields
         .into_iter()
