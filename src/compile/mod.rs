@@ -28,6 +28,7 @@ use crate::store::StoreFile;
 use expr::{order_variables, variables_read, ExprCache};
 use glob::Pattern;
 use index::{ByName, ParentRoles};
+pub(crate) use index::{FastMap, FastSet};
 use names::{
     default_rule_name, principal_policy_key, resource_policy_key, role_policy_key, sanitize,
 };
@@ -45,17 +46,17 @@ pub fn compile(
     let mut index = RuleIndex {
         settings,
         globals,
-        resource_scopes: HashSet::new(),
-        principal_scopes: HashSet::new(),
-        scope_permissions: HashMap::new(),
-        resources: HashMap::new(),
-        principals: HashMap::new(),
-        principal_version_scopes: HashMap::new(),
-        roles: HashMap::new(),
-        parent_roles: HashMap::new(),
+        resource_scopes: FastSet::default(),
+        principal_scopes: FastSet::default(),
+        scope_permissions: FastMap::default(),
+        resources: FastMap::default(),
+        principals: FastMap::default(),
+        principal_version_scopes: FastMap::default(),
+        roles: FastMap::default(),
+        parent_roles: FastMap::default(),
         stats: Default::default(),
     };
-    let mut role_parents: ByName<ByName<Vec<String>>> = HashMap::new();
+    let mut role_parents: ByName<ByName<Vec<String>>> = ByName::default();
     // Units stay mutable until schemas are inherited along each scope chain.
     let mut resource_units: HashMap<(Box<str>, Box<str>), ByName<ResourceUnit>> = HashMap::new();
     for policy in builder.active.clone() {
@@ -347,7 +348,11 @@ impl<'p> Builder<'p> {
         for policy in &self.active {
             match &policy.kind {
                 PolicyKind::Resource(p) => {
-                    resource.insert((sanitize(&p.resource), p.version.clone(), &p.scope));
+                    resource.insert((
+                        sanitize(&p.resource).into_owned(),
+                        p.version.clone(),
+                        &p.scope,
+                    ));
                 }
                 PolicyKind::Principal(p) => {
                     principal.insert((p.principal.clone(), p.version.clone(), &p.scope));
@@ -358,7 +363,12 @@ impl<'p> Builder<'p> {
         let mut missing = Vec::new();
         for policy in &self.active {
             let (set, name, version, scope) = match &policy.kind {
-                PolicyKind::Resource(p) => (&resource, sanitize(&p.resource), &p.version, &p.scope),
+                PolicyKind::Resource(p) => (
+                    &resource,
+                    sanitize(&p.resource).into_owned(),
+                    &p.version,
+                    &p.scope,
+                ),
                 PolicyKind::Principal(p) => (&principal, p.principal.clone(), &p.version, &p.scope),
                 _ => continue,
             };

@@ -5,16 +5,20 @@
 //! `my_doc`); Cerbos also indexes rules under that sanitized name, so two
 //! kinds that sanitize to the same name share policies there too.
 
+use std::borrow::Cow;
+
 /// Replaces runs of characters other than word characters and `.` with `_`,
 /// for names matching Cerbos's legacy pattern; other names are kept as they are.
-pub fn sanitize(name: &str) -> String {
-    if !legacy_name(name) {
-        return name.to_string();
+pub fn sanitize(name: &str) -> Cow<'_, str> {
+    // Checked first because every check sanitizes the request's names, and
+    // nearly all of them are kept as they are.
+    if name.chars().all(kept_in_policy_key) || !legacy_name(name) {
+        return Cow::Borrowed(name);
     }
     let mut out = String::with_capacity(name.len());
     let mut in_run = false;
     for c in name.chars() {
-        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+        if kept_in_policy_key(c) {
             out.push(c);
             in_run = false;
         } else if !in_run {
@@ -22,7 +26,11 @@ pub fn sanitize(name: &str) -> String {
             in_run = true;
         }
     }
-    out
+    Cow::Owned(out)
+}
+
+fn kept_in_policy_key(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '.'
 }
 
 /// `^[[:alpha:]][[:word:]@.\-/]*(:[[:alpha:]][[:word:]@.\-/]*)*$`

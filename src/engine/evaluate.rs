@@ -90,7 +90,7 @@ enum PolicyType {
 /// The scopes, nearest first, at which policies of one type exist for a
 /// request scope, and the key of the policy at the first of them.
 fn all_scopes<'s>(
-    existing: &std::collections::HashSet<Box<str>>,
+    existing: &crate::compile::FastSet<Box<str>>,
     scope: &'s str,
     lenient: bool,
     key: impl Fn(&str) -> String,
@@ -812,7 +812,7 @@ fn conversion_message(err: &celx::err::CelxError) -> String {
 /// the roles that lists the kind.
 fn kind_has_rows(
     unit: Option<&ResourceUnit>,
-    role_units: &HashMap<Box<str>, std::sync::Arc<RoleUnit>>,
+    role_units: &crate::compile::FastMap<Box<str>, std::sync::Arc<RoleUnit>>,
     kind: &str,
     roles: &[&str],
 ) -> bool {
