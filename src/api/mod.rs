@@ -569,12 +569,18 @@ impl Checked {
                 outputs: outputs(&result.outputs),
             })
             .collect();
-        serde_json::to_vec(&CheckResourcesResponse {
-            request_id: &self.request_id,
-            results,
-            call_id: &self.call_id,
-        })
-        .map_err(|e| ApiError::internal(format!("cannot render response: {e}")))
+        // Sized for a typical result so the buffer is not regrown as it fills.
+        let mut out = Vec::with_capacity(256 * self.results.len() + 64);
+        serde_json::to_writer(
+            &mut out,
+            &CheckResourcesResponse {
+                request_id: &self.request_id,
+                results,
+                call_id: &self.call_id,
+            },
+        )
+        .map_err(|e| ApiError::internal(format!("cannot render response: {e}")))?;
+        Ok(out)
     }
 
     /// The `/api/check` response JSON.

@@ -142,7 +142,7 @@ impl Handler {
     pub async fn invoke_json(&self, event: &[u8]) -> Result<Vec<u8>, HandlerError> {
         let event: HttpEvent = serde_json::from_slice(event).map_err(HandlerError::Event)?;
         let response = self.invoke(&event).await?;
-        serde_json::to_vec(&response).map_err(HandlerError::Render)
+        response.to_json().map_err(HandlerError::Render)
     }
 
     async fn refresh(&self) {
