@@ -5,13 +5,6 @@
 //! role): each lookup is a few hash probes whatever the size of the set.
 
 use std::collections::BTreeMap;
-
-/// The index's maps. Every check probes several with names from the request,
-/// so they hash with foldhash rather than SipHash: about a third of the cost
-/// per probe. Their keys come from the policy set, not from requests.
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-/// A set of names, hashed as [`FastMap`] is.
-pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use cel::common::value::Val;
@@ -257,6 +250,13 @@ pub struct IndexStats {
     /// Schemas compiled.
     pub schemas: usize,
 }
+
+/// The index's maps. Every check probes several with names from the request,
+/// so they hash with foldhash rather than SipHash: about a third of the cost
+/// per probe. Their keys come from the policy set, not from requests.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of names, hashed as [`FastMap`] is.
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// A map keyed by a name: a version, kind, scope, principal id or role.
 pub(crate) type ByName<T> = FastMap<Box<str>, T>;

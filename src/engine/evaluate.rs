@@ -18,8 +18,8 @@ use super::{
 use crate::celx;
 use crate::compile::names::{principal_policy_key, resource_policy_key, sanitize};
 use crate::compile::{
-    CompiledExpr, Condition, DerivedRole, Params, PrincipalRule, ResourceRule, ResourceUnit,
-    RoleRule, RoleUnit, RuleIndex, RuleOutput,
+    CompiledExpr, Condition, DerivedRole, FastMap, FastSet, Params, PrincipalRule, ResourceRule,
+    ResourceUnit, RoleRule, RoleUnit, RuleIndex, RuleOutput,
 };
 use crate::config::SchemaEnforcement;
 use crate::policy::model::ScopePermissions;
@@ -90,7 +90,7 @@ enum PolicyType {
 /// The scopes, nearest first, at which policies of one type exist for a
 /// request scope, and the key of the policy at the first of them.
 fn all_scopes<'s>(
-    existing: &crate::compile::FastSet<Box<str>>,
+    existing: &FastSet<Box<str>>,
     scope: &'s str,
     lenient: bool,
     key: impl Fn(&str) -> String,
@@ -812,7 +812,7 @@ fn conversion_message(err: &celx::err::CelxError) -> String {
 /// the roles that lists the kind.
 fn kind_has_rows(
     unit: Option<&ResourceUnit>,
-    role_units: &crate::compile::FastMap<Box<str>, std::sync::Arc<RoleUnit>>,
+    role_units: &FastMap<Box<str>, std::sync::Arc<RoleUnit>>,
     kind: &str,
     roles: &[&str],
 ) -> bool {

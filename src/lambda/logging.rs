@@ -56,24 +56,35 @@ pub fn init() {
         .try_init();
 }
 
-/// The invocation a thread is answering.
+/// The invocation a thread is answering. Its strings are kept between
+/// invocations and overwritten, so marking one does not allocate.
+#[derive(Default)]
 struct Invocation {
+    active: bool,
     request_id: String,
     trace_id: Option<String>,
 }
 
 thread_local! {
-    static INVOCATION: RefCell<Option<Invocation>> = const { RefCell::new(None) };
+    static INVOCATION: RefCell<Invocation> = RefCell::new(Invocation::default());
 }
 
 /// While the returned guard lives, every line this thread logs carries
 /// `requestId` and, when there is one, `xrayTraceId`: the fields
 /// `lambda_runtime` puts on its per-invocation span.
 pub fn invocation_scope(request_id: &str, trace_id: Option<&str>) -> InvocationScope {
-    set_invocation(Some(Invocation {
-        request_id: request_id.to_string(),
-        trace_id: trace_id.map(str::to_string),
-    }));
+    with_invocation(|current| {
+        current.active = true;
+        current.request_id.clear();
+        current.request_id.push_str(request_id);
+        match (trace_id, &mut current.trace_id) {
+            (Some(new), Some(kept)) => {
+                kept.clear();
+                kept.push_str(new);
+            }
+            (new, kept) => *kept = new.map(str::to_string),
+        }
+    });
     InvocationScope {
         _not_send: std::marker::PhantomData,
     }
@@ -86,15 +97,15 @@ pub struct InvocationScope {
 
 impl Drop for InvocationScope {
     fn drop(&mut self) {
-        set_invocation(None);
+        with_invocation(|current| current.active = false);
     }
 }
 
 /// Only fails while the thread is exiting, when there is nothing to mark.
-fn set_invocation(invocation: Option<Invocation>) {
+fn with_invocation(f: impl FnOnce(&mut Invocation)) {
     let _ = INVOCATION.try_with(|cell| {
         if let Ok(mut current) = cell.try_borrow_mut() {
-            *current = invocation;
+            f(&mut current);
         }
     });
 }
@@ -123,7 +134,7 @@ where
         line.put("target", Value::String(meta.target().to_string()));
         // A line logged while the thread exits has no invocation to name.
         let _ = INVOCATION.try_with(|cell| {
-            if let Some(invocation) = cell.try_borrow().ok().as_deref().and_then(Option::as_ref) {
+            if let Some(invocation) = cell.try_borrow().ok().filter(|i| i.active) {
                 line.put("requestId", Value::String(invocation.request_id.clone()));
                 if let Some(trace_id) = &invocation.trace_id {
                     line.put("xrayTraceId", Value::String(trace_id.clone()));
