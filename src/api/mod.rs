@@ -247,6 +247,9 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
+        // `?` stands for a key not read yet (the body ended or broke inside an
+        // object): name the object that holds it instead.
+        let path = path.trim_end_matches(".?").trim_end_matches('?');
         let inner = err.into_inner();
         if path.is_empty() || path == "." {
             ApiError::invalid(format!("invalid JSON: {inner}"))

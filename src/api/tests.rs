@@ -131,6 +131,18 @@ fn error_json(body: Value) -> ApiError {
 }
 
 #[test]
+fn a_body_cut_inside_an_object_names_that_object() {
+    let e = error(b"{");
+    assert!(e.message.starts_with("invalid JSON: EOF"), "{}", e.message);
+    let e = error(br#"{"principal": {"id": "a","#);
+    assert!(
+        e.message.starts_with("invalid JSON at principal: EOF"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
 fn malformed_json_is_400() {
     let e = error(br#"{"principal": {"id": "a""#);
     assert_eq!(e.http_status(), 400);
