@@ -143,6 +143,26 @@ fn a_body_cut_inside_an_object_names_that_object() {
 }
 
 #[test]
+fn a_body_that_is_json_but_not_an_object_is_refused_as_such() {
+    for body in [
+        &b"[]"[..],
+        b"5",
+        b"\"check\"",
+        b" null ",
+        b"[{\"principal\": {}}]",
+    ] {
+        let e = error(body);
+        assert_eq!(e.http_status(), 400);
+        assert_eq!(
+            e.message,
+            "invalid JSON: the request must be a JSON object",
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
 fn malformed_json_is_400() {
     let e = error(br#"{"principal": {"id": "a""#);
     assert_eq!(e.http_status(), 400);
