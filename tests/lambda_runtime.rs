@@ -233,7 +233,7 @@ fn bad_config_fails_init() {
 }
 
 #[test]
-fn memory_is_stable_over_1000_invocations() {
+fn memory_is_stable_over_10000_invocations() {
     let api = RuntimeApi::start().expect("emulator");
     let (root, config) = task_root(&fixtures().join("policies"), "");
     let function = start(&api, &root, &config);
@@ -253,12 +253,14 @@ fn memory_is_stable_over_1000_invocations() {
     };
     run(200);
     let warm = function.rss_kib().expect("VmRSS");
-    run(1_000);
+    // Each event carries a new trace id, as on Lambda: a copy of each one
+    // kept (glibc's setenv does that) would be about 1.5 MB here.
+    run(10_000);
     let end = function.rss_kib().expect("VmRSS");
     let growth = end.saturating_sub(warm);
-    println!("VmRSS after warm-up: {warm} KiB; after 1000 more invocations: {end} KiB; growth: {growth} KiB");
+    println!("VmRSS after warm-up: {warm} KiB; after 10000 more invocations: {end} KiB; growth: {growth} KiB");
     assert!(
         growth <= 1_024,
-        "RSS grew by {growth} KiB over 1000 invocations"
+        "RSS grew by {growth} KiB over 10000 invocations"
     );
 }

@@ -69,12 +69,15 @@ async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
     assert_eq!(effect(&policies, "edit"), Effect::Deny);
 
     // Within the interval nothing is listed.
+    assert!(!policies.refresh_due());
     assert!(matches!(policies.refresh_if_due().await, Refresh::NotDue));
     tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(policies.refresh_due());
     assert!(matches!(
         policies.refresh_if_due().await,
         Refresh::Unchanged
     ));
+    assert!(!policies.refresh_due());
 
     // A new version of the policy is served after the next check.
     server.put("policies/document.yaml", &document_policy("[view, edit]"));

@@ -244,6 +244,16 @@ impl PolicySet {
         self.store.location()
     }
 
+    /// Whether [`PolicySet::refresh_if_due`] would check the store now.
+    pub fn refresh_due(&self) -> bool {
+        self.poll_interval.is_some_and(|interval| {
+            // Held only by a refresh under way, which is due by definition.
+            self.state
+                .try_lock()
+                .map_or(true, |state| state.last_check.elapsed() >= interval)
+        })
+    }
+
     /// Checks the store if the poll interval has elapsed and reloads when it
     /// changed. Runs inline: a frozen Lambda has no background timers.
     pub async fn refresh_if_due(&self) -> Refresh {

@@ -342,6 +342,7 @@ fn answer(request: &Request, writer: &mut TcpStream, shared: &Shared) -> bool {
         ("GET", "/invocation/next") => {
             let mut state = shared.lock();
             state.next_calls += 1;
+            let sequence = state.next_calls;
             shared.changed.notify_all();
             let (id, event) = loop {
                 if state.shutdown {
@@ -370,9 +371,13 @@ fn answer(request: &Request, writer: &mut TcpStream, shared: &Shared) -> bool {
                     "lambda-runtime-invoked-function-arn",
                     FUNCTION_ARN.to_string(),
                 ),
+                // New for every invocation, as Lambda's are.
                 (
                     "lambda-runtime-trace-id",
-                    format!("Root=1-00000000-{:024x};Sampled=0", id.len()),
+                    format!(
+                        "Root=1-{:08x}-{sequence:024x};Parent={sequence:016x};Sampled=0",
+                        deadline / 1000
+                    ),
                 ),
             ]
             .map(|(k, v)| (k.to_string(), v));
