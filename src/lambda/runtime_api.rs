@@ -176,7 +176,7 @@ impl RuntimeApi {
         body: &[u8],
     ) -> Result<(), RuntimeApiError> {
         let mut request = self.request("POST", path, error_type, body);
-        request.extend_from_slice(&self.request("GET", NEXT_PATH, None, &[]));
+        self.append_request(&mut request, "GET", NEXT_PATH, None, &[]);
         let reply = self.exchange(&request)?;
         self.next_sent = self.connection.is_some();
         reply.accepted(path)
@@ -209,7 +209,21 @@ impl RuntimeApi {
     }
 
     fn request(&self, method: &str, path: &str, error_type: Option<&str>, body: &[u8]) -> Vec<u8> {
-        let mut request = Vec::with_capacity(256 + body.len());
+        // Room for the head, and for a `GET /next` appended behind it.
+        let mut request = Vec::with_capacity(512 + body.len());
+        self.append_request(&mut request, method, path, error_type, body);
+        request
+    }
+
+    /// Appends one request to `request`, so that two can share a write.
+    fn append_request(
+        &self,
+        request: &mut Vec<u8>,
+        method: &str,
+        path: &str,
+        error_type: Option<&str>,
+        body: &[u8],
+    ) {
         // Writes to a Vec cannot fail.
         let _ = write!(
             request,
@@ -232,7 +246,6 @@ impl RuntimeApi {
         }
         request.extend_from_slice(b"\r\n");
         request.extend_from_slice(body);
-        request
     }
 
     fn exchange_once(&mut self, request: &[u8]) -> Result<Reply, RuntimeApiError> {
