@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use super::direct::Direct;
 use crate::celx::Program;
 use cel::common::ast::{Expr, IdedExpr, LiteralValue};
 
@@ -25,6 +26,8 @@ pub struct CompiledExpr {
     pub constants: BTreeSet<String>,
     /// Whether `runtime` is read, so its value is only built when needed.
     pub reads_runtime: bool,
+    /// The direct form the engine tries before `cel`, when there is one.
+    pub direct: Option<Direct>,
 }
 
 /// A compiled `match` tree.
@@ -81,6 +84,7 @@ impl ExprCache {
         let program = celx::compile(source).map_err(|e| e.to_string())?;
         let mut refs = References::default();
         celx::visit(program.expression(), &mut |node| refs.note_node(node));
+        let direct = Direct::from_expr(program.expression());
         let compiled = Arc::new(CompiledExpr {
             source: Arc::from(source.trim()),
             program,
@@ -88,6 +92,7 @@ impl ExprCache {
             variables: refs.variables,
             constants: refs.constants,
             reads_runtime: refs.runtime,
+            direct,
         });
         self.by_source
             .insert(source.to_string(), Arc::clone(&compiled));

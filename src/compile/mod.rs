@@ -3,6 +3,7 @@
 //! Every error in the set is collected and reported together; a set with any
 //! error yields no index, so nothing is ever served half-loaded.
 
+pub mod direct;
 pub mod err;
 mod expr;
 pub mod glob;

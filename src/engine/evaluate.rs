@@ -11,9 +11,11 @@ use chrono::{DateTime, FixedOffset};
 use super::activation::{
     aux_data_val, principal_val, resource_val, Activation, RequestView, Runtime,
 };
+use super::direct::{self, Inputs, Scalar};
 use super::validate::validate;
 use super::{
-    ActionResult, AuxData, CheckResult, Effect, OutputEntry, Principal, ResourceCheck, NO_MATCH,
+    ActionResult, AuxData, CheckResult, Effect, OutputEntry, Principal, Resource, ResourceCheck,
+    NO_MATCH,
 };
 use crate::celx;
 use crate::compile::names::{principal_policy_key, resource_policy_key, sanitize};
@@ -45,6 +47,7 @@ pub fn check(
             let shared = Shared {
                 index,
                 principal,
+                resource: &item.resource,
                 request: RequestView {
                     principal: &*principal_cel,
                     resource: &*resource_cel,
@@ -61,6 +64,7 @@ pub fn check(
 struct Shared<'a> {
     index: &'a RuleIndex,
     principal: &'a Principal,
+    resource: &'a Resource,
     request: RequestView<'a>,
     now: &'a dyn Val,
 }
@@ -652,6 +656,15 @@ impl<'a, 's> Run<'a, 's> {
             .map_or(&**EMPTY_MAP, |v| &v.values)
     }
 
+    fn inputs<'x>(&'x self, params: &'x Params, variables: &'x dyn Val) -> Inputs<'x> {
+        Inputs {
+            principal: self.shared.principal,
+            resource: self.shared.resource,
+            variables,
+            constants: &*params.constants,
+        }
+    }
+
     fn activation<'x>(&'x self, params: &'x Params, variables: &'x dyn Val) -> Activation<'x> {
         Activation {
             request: self.shared.request,
@@ -698,6 +711,11 @@ impl<'a, 's> Run<'a, 's> {
             Condition::Expr(expr) => {
                 self.ensure_variables(params, slot, expr);
                 let variables = self.variables_of(slot);
+                if let Some(direct) = &expr.direct {
+                    if let Some(value) = direct::evaluate(direct, &self.inputs(params, variables)) {
+                        return value == Scalar::Bool(true);
+                    }
+                }
                 let activation = self.activation(params, variables);
                 matches!(evaluate(expr, &activation), Some(Value::Bool(true)))
             }
@@ -755,13 +773,16 @@ impl<'a, 's> Run<'a, 's> {
                 }
                 self.variables[position].evaluated[i] = true;
                 let so_far = CelMap::from(std::mem::take(&mut values));
-                let result = {
+                let direct = expr.direct.as_ref().and_then(|direct| {
+                    direct::evaluate(direct, &self.inputs(params, &so_far)).map(Scalar::to_val)
+                });
+                let result = direct.or_else(|| {
                     let activation = self.activation(params, &so_far);
-                    evaluate(expr, &activation)
-                };
+                    evaluate(expr, &activation).and_then(|v| StaticVal::try_from(v).ok())
+                });
                 values = so_far.into_inner();
                 // A variable that fails to evaluate is left undefined, as in Cerbos.
-                if let Some(value) = result.and_then(|v| StaticVal::try_from(v).ok()) {
+                if let Some(value) = result {
                     values.insert(CelMapKey::from(name.to_string()), value);
                 }
             }

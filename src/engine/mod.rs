@@ -7,6 +7,7 @@
 //! role that allows wins.
 
 mod activation;
+mod direct;
 mod evaluate;
 mod validate;
 

@@ -1,0 +1,258 @@
+//! A direct form for the commonest conditions: comparisons of request
+//! attributes, constants and variables with literals or with each other,
+//! joined by `&&`, `||` and `!`.
+//!
+//! `cel` evaluates `R.attr.owner == P.id` by walking its syntax tree with
+//! boxed values, and that walk was most of a warm decision's cost. The
+//! engine evaluates this form instead when an expression has one, and only
+//! on plain scalars of one type, where the answer cannot differ from
+//! `cel`'s. On anything else (a missing key, a list, mixed types) it gives
+//! up and `cel` evaluates the expression, so errors and their wording come
+//! from one place.
+
+use cel::common::ast::operators;
+use cel::common::ast::{CallExpr, Expr, IdedExpr, LiteralValue};
+
+/// A literal operand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    /// A string.
+    Str(Box<str>),
+    /// A bool.
+    Bool(bool),
+    /// An int.
+    Int(i64),
+    /// A double.
+    Double(f64),
+}
+
+/// A field of the request that the direct form reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `P.id`.
+    PrincipalId,
+    /// `P.attr`.
+    PrincipalAttr,
+    /// `R.id`.
+    ResourceId,
+    /// `R.kind`.
+    ResourceKind,
+    /// `R.attr`.
+    ResourceAttr,
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    /// `==`.
+    Eq,
+    /// `!=`.
+    Ne,
+    /// `<`.
+    Lt,
+    /// `<=`.
+    Le,
+    /// `>`.
+    Gt,
+    /// `>=`.
+    Ge,
+}
+
+/// An expression in the direct form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Direct {
+    /// A literal.
+    Literal(Literal),
+    /// A request field, then keys into its JSON objects (`R.attr.a.b`).
+    Request(Field, Box<[Box<str>]>),
+    /// `V.name`.
+    Variable(Box<str>),
+    /// `C.name`.
+    Constant(Box<str>),
+    /// `left op right`.
+    Compare(Comparison, Box<Direct>, Box<Direct>),
+    /// `operand in [literals]`.
+    In(Box<Direct>, Box<[Literal]>),
+    /// `left && right`.
+    And(Box<Direct>, Box<Direct>),
+    /// `left || right`.
+    Or(Box<Direct>, Box<Direct>),
+    /// `!operand`.
+    Not(Box<Direct>),
+}
+
+impl Direct {
+    /// The direct form of a compiled expression, when it has one.
+    pub fn from_expr(expr: &IdedExpr) -> Option<Direct> {
+        match &expr.expr {
+            Expr::Literal(literal) => literal_of(literal).map(Direct::Literal),
+            Expr::Call(call) => from_call(call),
+            _ => None,
+        }
+    }
+}
+
+fn literal_of(literal: &LiteralValue) -> Option<Literal> {
+    Some(match literal {
+        LiteralValue::String(s) => Literal::Str(s.inner().into()),
+        LiteralValue::Boolean(b) => Literal::Bool(*b.inner()),
+        LiteralValue::Int(i) => Literal::Int(*i.inner()),
+        LiteralValue::Double(d) => Literal::Double(*d.inner()),
+        _ => return None,
+    })
+}
+
+fn from_call(call: &CallExpr) -> Option<Direct> {
+    if call.target.is_some() {
+        return None;
+    }
+    let boxed = |e: &IdedExpr| Direct::from_expr(e).map(Box::new);
+    match (call.func_name.as_str(), call.args.as_slice()) {
+        (operators::LOGICAL_AND, [l, r]) => Some(Direct::And(boxed(l)?, boxed(r)?)),
+        (operators::LOGICAL_OR, [l, r]) => Some(Direct::Or(boxed(l)?, boxed(r)?)),
+        (operators::LOGICAL_NOT, [operand]) => Some(Direct::Not(boxed(operand)?)),
+        (operators::IN, [operand, list]) => {
+            let Expr::List(list) = &list.expr else {
+                return None;
+            };
+            if !list.optional_indices.is_empty() {
+                return None;
+            }
+            let literals = list
+                .elements
+                .iter()
+                .map(|e| match &e.expr {
+                    Expr::Literal(l) => literal_of(l),
+                    _ => None,
+                })
+                .collect::<Option<Box<[Literal]>>>()?;
+            Some(Direct::In(boxed(operand)?, literals))
+        }
+        (operators::INDEX, [_, _]) => index_chain(call),
+        (name, [l, r]) => {
+            let comparison = match name {
+                operators::EQUALS => Comparison::Eq,
+                operators::NOT_EQUALS => Comparison::Ne,
+                operators::LESS => Comparison::Lt,
+                operators::LESS_EQUALS => Comparison::Le,
+                operators::GREATER => Comparison::Gt,
+                operators::GREATER_EQUALS => Comparison::Ge,
+                _ => return None,
+            };
+            Some(Direct::Compare(comparison, boxed(l)?, boxed(r)?))
+        }
+        _ => None,
+    }
+}
+
+/// `root["k1"]["k2"]...`, as `lookup.rs` rewrites selections, from the
+/// request's principal or resource, `V` or `C`.
+fn index_chain(call: &CallExpr) -> Option<Direct> {
+    let mut keys = Vec::new();
+    let mut node = call;
+    let root = loop {
+        let [operand, key] = node.args.as_slice() else {
+            return None;
+        };
+        let Expr::Literal(LiteralValue::String(key)) = &key.expr else {
+            return None;
+        };
+        keys.push(key.inner());
+        match &operand.expr {
+            Expr::Ident(root) => break root.as_str(),
+            Expr::Call(inner) if inner.func_name == operators::INDEX && inner.target.is_none() => {
+                node = inner;
+            }
+            _ => return None,
+        }
+    };
+    keys.reverse();
+    let (root, keys) = match (root, keys.as_slice()) {
+        ("request", ["principal", rest @ ..]) => ("P", rest),
+        ("request", ["resource", rest @ ..]) => ("R", rest),
+        (root, keys) => (root, keys),
+    };
+    let owned = |keys: &[&str]| keys.iter().map(|k| Box::from(*k)).collect();
+    match (root, keys) {
+        ("V" | "variables", [name]) => Some(Direct::Variable((*name).into())),
+        ("C" | "constants", [name]) => Some(Direct::Constant((*name).into())),
+        ("P", ["id"]) => Some(Direct::Request(Field::PrincipalId, Box::new([]))),
+        ("P", ["attr", rest @ ..]) => Some(Direct::Request(Field::PrincipalAttr, owned(rest))),
+        ("R", ["id"]) => Some(Direct::Request(Field::ResourceId, Box::new([]))),
+        ("R", ["kind"]) => Some(Direct::Request(Field::ResourceKind, Box::new([]))),
+        ("R", ["attr", rest @ ..]) => Some(Direct::Request(Field::ResourceAttr, owned(rest))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(source: &str) -> Option<Direct> {
+        Direct::from_expr(crate::celx::compile(source).unwrap().expression())
+    }
+
+    fn attr(field: Field, keys: &[&str]) -> Box<Direct> {
+        Box::new(Direct::Request(
+            field,
+            keys.iter().map(|k| Box::from(*k)).collect(),
+        ))
+    }
+
+    #[test]
+    fn comparisons_of_request_fields_have_a_direct_form() {
+        assert_eq!(
+            direct("R.attr.owner == P.id"),
+            Some(Direct::Compare(
+                Comparison::Eq,
+                attr(Field::ResourceAttr, &["owner"]),
+                attr(Field::PrincipalId, &[]),
+            ))
+        );
+        assert_eq!(
+            direct("request.resource.attr.a.b >= 3 && !V.flag"),
+            Some(Direct::And(
+                Box::new(Direct::Compare(
+                    Comparison::Ge,
+                    attr(Field::ResourceAttr, &["a", "b"]),
+                    Box::new(Direct::Literal(Literal::Int(3))),
+                )),
+                Box::new(Direct::Not(Box::new(Direct::Variable("flag".into())))),
+            ))
+        );
+        assert_eq!(
+            direct("R.kind in ['a', 'b'] || C.x != 1.5"),
+            Some(Direct::Or(
+                Box::new(Direct::In(
+                    attr(Field::ResourceKind, &[]),
+                    Box::new([Literal::Str("a".into()), Literal::Str("b".into())]),
+                )),
+                Box::new(Direct::Compare(
+                    Comparison::Ne,
+                    Box::new(Direct::Constant("x".into())),
+                    Box::new(Direct::Literal(Literal::Double(1.5))),
+                )),
+            ))
+        );
+    }
+
+    #[test]
+    fn anything_else_is_left_to_cel() {
+        for source in [
+            "has(R.attr.owner)",
+            "R.attr.title.startsWith('doc')",
+            "R.attr.tags[0] == 'a'",
+            "P.roles == ['user']",
+            "R.attr.size + 1 > 2",
+            "R.attr.region in C.regions",
+            "R.policyVersion == 'default'",
+            "V.a.b == 1",
+            "timestamp(R.attr.t) > now()",
+            "R.attr.x == null",
+            "x == 1",
+        ] {
+            assert_eq!(direct(source), None, "{source}");
+        }
+    }
+}

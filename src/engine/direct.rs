@@ -1,0 +1,321 @@
+//! Evaluation of the direct form of an expression (see `compile::direct`):
+//! plain scalars of one type, read straight from the request, or `None`
+//! whenever `cel` has to decide.
+
+use std::cmp::Ordering;
+
+use cel::common::types::{CelBool, CelDouble, CelInt, CelString};
+use cel::common::value::{CowVal, Val};
+
+use super::{Principal, Resource};
+use crate::compile::direct::{Comparison, Direct, Field, Literal};
+
+/// What a direct expression reads besides literals.
+pub struct Inputs<'a> {
+    /// `P`.
+    pub principal: &'a Principal,
+    /// `R`.
+    pub resource: &'a Resource,
+    /// `V`.
+    pub variables: &'a dyn Val,
+    /// `C`.
+    pub constants: &'a dyn Val,
+}
+
+/// A value the direct form works with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A bool.
+    Bool(bool),
+    /// An int.
+    Int(i64),
+    /// A double (every JSON number).
+    Double(f64),
+}
+
+impl Scalar<'_> {
+    /// The value as `cel` would hold it.
+    pub fn to_val(self) -> Box<dyn Val + 'static> {
+        match self {
+            Scalar::Str(s) => Box::new(CelString::from(s.to_string())),
+            Scalar::Bool(b) => Box::new(CelBool::from(b)),
+            Scalar::Int(i) => Box::new(CelInt::from(i)),
+            Scalar::Double(d) => Box::new(CelDouble::from(d)),
+        }
+    }
+}
+
+/// The value of `expr`, or `None` when `cel` must evaluate it: an operand
+/// that is missing, not a scalar, or of another type than its partner.
+pub fn evaluate<'a>(expr: &'a Direct, inputs: &Inputs<'a>) -> Option<Scalar<'a>> {
+    match expr {
+        Direct::Literal(literal) => Some(literal_scalar(literal)),
+        Direct::Request(field, keys) => request(*field, keys, inputs),
+        Direct::Variable(name) => entry(inputs.variables, name),
+        Direct::Constant(name) => entry(inputs.constants, name),
+        Direct::Compare(op, left, right) => {
+            let left = evaluate(left, inputs)?;
+            let right = evaluate(right, inputs)?;
+            compare(*op, left, right).map(Scalar::Bool)
+        }
+        Direct::In(operand, list) => {
+            let operand = evaluate(operand, inputs)?;
+            let mut found = false;
+            for item in list.iter() {
+                found |= equal(operand, literal_scalar(item))?;
+            }
+            Some(Scalar::Bool(found))
+        }
+        // `false && x` is false and `true || x` is true whatever `x` is,
+        // even an error, so `x` need not be looked at.
+        Direct::And(left, right) => match evaluate(left, inputs)? {
+            Scalar::Bool(false) => Some(Scalar::Bool(false)),
+            Scalar::Bool(true) => boolean(evaluate(right, inputs)?),
+            _ => None,
+        },
+        Direct::Or(left, right) => match evaluate(left, inputs)? {
+            Scalar::Bool(true) => Some(Scalar::Bool(true)),
+            Scalar::Bool(false) => boolean(evaluate(right, inputs)?),
+            _ => None,
+        },
+        Direct::Not(operand) => match evaluate(operand, inputs)? {
+            Scalar::Bool(b) => Some(Scalar::Bool(!b)),
+            _ => None,
+        },
+    }
+}
+
+fn boolean(value: Scalar<'_>) -> Option<Scalar<'_>> {
+    matches!(value, Scalar::Bool(_)).then_some(value)
+}
+
+fn literal_scalar(literal: &Literal) -> Scalar<'_> {
+    match literal {
+        Literal::Str(s) => Scalar::Str(s),
+        Literal::Bool(b) => Scalar::Bool(*b),
+        Literal::Int(i) => Scalar::Int(*i),
+        Literal::Double(d) => Scalar::Double(*d),
+    }
+}
+
+fn request<'a>(field: Field, keys: &[Box<str>], inputs: &Inputs<'a>) -> Option<Scalar<'a>> {
+    let attr = match field {
+        Field::PrincipalId => return Some(Scalar::Str(&inputs.principal.id)),
+        Field::ResourceId => return Some(Scalar::Str(&inputs.resource.id)),
+        Field::ResourceKind => return Some(Scalar::Str(&inputs.resource.kind)),
+        Field::PrincipalAttr => &inputs.principal.attr,
+        Field::ResourceAttr => &inputs.resource.attr,
+    };
+    let (last, path) = keys.split_last()?;
+    let mut object = attr;
+    for key in path {
+        object = object.get(&**key)?.as_object()?;
+    }
+    match object.get(&**last)? {
+        serde_json::Value::String(s) => Some(Scalar::Str(s)),
+        serde_json::Value::Bool(b) => Some(Scalar::Bool(*b)),
+        serde_json::Value::Number(n) => n.as_f64().map(Scalar::Double),
+        _ => None,
+    }
+}
+
+/// `map["name"]` for `V` and `C`, when it holds a scalar.
+fn entry<'a>(map: &'a dyn Val, name: &str) -> Option<Scalar<'a>> {
+    let key = CelString::from(name);
+    let CowVal::Borrowed(value) = map.as_indexer()?.get(&key).ok()? else {
+        return None;
+    };
+    if let Some(s) = value.downcast_ref::<CelString>() {
+        Some(Scalar::Str(s.inner()))
+    } else if let Some(b) = value.downcast_ref::<CelBool>() {
+        Some(Scalar::Bool(*b.inner()))
+    } else if let Some(d) = value.downcast_ref::<CelDouble>() {
+        Some(Scalar::Double(*d.inner()))
+    } else {
+        value
+            .downcast_ref::<CelInt>()
+            .map(|i| Scalar::Int(*i.inner()))
+    }
+}
+
+/// `left == right` for scalars of one type; `None` for mixed types, whose
+/// rules (`1 == 1.0`) `cel` applies.
+fn equal(left: Scalar<'_>, right: Scalar<'_>) -> Option<bool> {
+    match (left, right) {
+        (Scalar::Str(l), Scalar::Str(r)) => Some(l == r),
+        (Scalar::Bool(l), Scalar::Bool(r)) => Some(l == r),
+        (Scalar::Int(l), Scalar::Int(r)) => Some(l == r),
+        (Scalar::Double(l), Scalar::Double(r)) if !l.is_nan() && !r.is_nan() => Some(l == r),
+        _ => None,
+    }
+}
+
+fn compare(op: Comparison, left: Scalar<'_>, right: Scalar<'_>) -> Option<bool> {
+    let order = match (left, right) {
+        _ if op == Comparison::Eq => return equal(left, right),
+        _ if op == Comparison::Ne => return equal(left, right).map(|e| !e),
+        (Scalar::Str(l), Scalar::Str(r)) => l.cmp(r),
+        (Scalar::Int(l), Scalar::Int(r)) => l.cmp(&r),
+        (Scalar::Double(l), Scalar::Double(r)) => l.partial_cmp(&r)?,
+        _ => return None,
+    };
+    Some(match op {
+        Comparison::Lt => order == Ordering::Less,
+        Comparison::Le => order != Ordering::Greater,
+        Comparison::Gt => order == Ordering::Greater,
+        Comparison::Ge => order != Ordering::Less,
+        Comparison::Eq | Comparison::Ne => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use cel::Context;
+    use serde_json::json;
+
+    use super::super::activation::{
+        aux_data_val, principal_val, resource_val, Activation, RequestView, Runtime,
+    };
+    use super::*;
+    use crate::celx;
+
+    fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    /// `cel`'s verdict on `source` as a condition: true only for `true`.
+    fn by_cel(source: &str, inputs: &Inputs<'_>) -> bool {
+        let program = celx::compile(source).unwrap();
+        let principal = principal_val(inputs.principal);
+        let resource = resource_val(inputs.resource);
+        let aux = aux_data_val(None);
+        let now = celx::timestamp_val(chrono::Utc::now().fixed_offset());
+        let runtime = Runtime::new(Vec::new());
+        let globals = celx::json_to_static_val(&json!({}));
+        let activation = Activation {
+            request: RequestView {
+                principal: &*principal,
+                resource: &*resource,
+                aux_data: &*aux,
+            },
+            runtime: &runtime,
+            variables: inputs.variables,
+            constants: inputs.constants,
+            globals: &*globals,
+            now: &*now,
+        };
+        let mut context = Context::with_env(celx::environment());
+        context.set_variable_resolver(&activation);
+        matches!(program.execute(&context), Ok(cel::Value::Bool(true)))
+    }
+
+    /// Every expression, on every input, decides as `cel` does whenever the
+    /// direct form answers; and the direct form answers the plain cases.
+    #[test]
+    fn the_direct_form_agrees_with_cel() {
+        let principals = [
+            json!({"department": "eng", "level": 4, "tags": ["a"]}),
+            json!({"department": "ops", "level": 2.5, "flag": true}),
+            json!({"level": "4", "nested": {"x": "alice"}}),
+        ];
+        let resources = [
+            json!({"owner": "alice", "department": "eng", "size": 10, "status": "draft", "locked": false}),
+            json!({"owner": "bob", "department": "ops", "size": 100.5, "status": "archived", "locked": true}),
+            json!({"owner": 7, "size": "10", "status": null, "nested": {"x": "alice"}}),
+            json!({}),
+        ];
+        let constants =
+            celx::json_to_static_val(&json!({"limit": 100, "name": "alice", "on": true}));
+        let sources = [
+            "R.attr.owner == P.id",
+            "R.attr.owner != P.id",
+            "R.attr.department == P.attr.department",
+            "R.attr.size < C.limit && R.attr.size <= 100.5",
+            "R.attr.size > 10.0 || R.attr.locked == true",
+            "P.attr.level >= 3",
+            "P.attr.level >= 3.0",
+            "P.attr.level < 3.0 || P.attr.flag",
+            "R.attr.status in ['draft', 'review']",
+            "R.attr.status in ['draft', 1]",
+            "!(R.attr.locked)",
+            "!R.attr.locked && R.attr.status != 'archived'",
+            "R.attr.nested.x == P.id",
+            "request.resource.attr.nested.x == request.principal.attr.nested.x",
+            "R.kind == 'doc' && R.id > 'a'",
+            "C.name == R.attr.owner || C.on",
+            "R.attr.missing == 'x' || true",
+            "false && R.attr.missing == 'x'",
+            "R.attr.missing == 'x' && false",
+            "R.attr.owner < 'b'",
+            "R.attr.locked < true",
+            "'alice'",
+            "true",
+        ];
+        let mut answered = 0;
+        for principal_attr in &principals {
+            for resource_attr in &resources {
+                let principal = Principal {
+                    id: "alice".into(),
+                    roles: vec!["user".into()],
+                    attr: object(principal_attr.clone()),
+                    ..Principal::default()
+                };
+                let resource = Resource {
+                    kind: "doc".into(),
+                    id: "doc-1".into(),
+                    attr: object(resource_attr.clone()),
+                    ..Resource::default()
+                };
+                let variables = celx::json_to_static_val(&json!({}));
+                let inputs = Inputs {
+                    principal: &principal,
+                    resource: &resource,
+                    variables: &*variables,
+                    constants: &*constants,
+                };
+                for source in sources {
+                    let program = celx::compile(source).unwrap();
+                    let direct = Direct::from_expr(program.expression())
+                        .unwrap_or_else(|| panic!("no direct form for {source}"));
+                    if let Some(value) = evaluate(&direct, &inputs) {
+                        answered += 1;
+                        assert_eq!(
+                            value == Scalar::Bool(true),
+                            by_cel(source, &inputs),
+                            "{source} on P.attr {principal_attr} and R.attr {resource_attr}"
+                        );
+                    }
+                }
+            }
+        }
+        // Most pairs are plain scalars of one type, which must not fall back.
+        assert!(
+            answered > 100,
+            "the direct form answered only {answered} times"
+        );
+    }
+
+    #[test]
+    fn variables_are_read_when_they_hold_scalars() {
+        let principal = Principal::default();
+        let resource = Resource::default();
+        let variables = celx::json_to_static_val(&json!({"yes": true, "list": [true]}));
+        let constants = celx::json_to_static_val(&json!({}));
+        let inputs = Inputs {
+            principal: &principal,
+            resource: &resource,
+            variables: &*variables,
+            constants: &*constants,
+        };
+        let run = |source: &str| {
+            let program = celx::compile(source).unwrap();
+            let direct = Direct::from_expr(program.expression()).unwrap();
+            evaluate(&direct, &inputs).map(|value| value == Scalar::Bool(true))
+        };
+        assert_eq!(run("V.yes && !false"), Some(true));
+        assert_eq!(run("V.list == true"), None);
+        assert_eq!(run("V.absent || true"), None);
+    }
+}
