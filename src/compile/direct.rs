@@ -58,6 +58,17 @@ pub enum Comparison {
     Ge,
 }
 
+/// A test of one string against another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringTest {
+    /// `startsWith`.
+    StartsWith,
+    /// `endsWith`.
+    EndsWith,
+    /// `contains`.
+    Contains,
+}
+
 /// An expression in the direct form.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Direct {
@@ -71,8 +82,13 @@ pub enum Direct {
     Constant(Box<str>),
     /// `left op right`.
     Compare(Comparison, Box<Direct>, Box<Direct>),
-    /// `operand in [literals]`.
-    In(Box<Direct>, Box<[Literal]>),
+    /// A list of literals, only as the right side of `in`.
+    List(Box<[Literal]>),
+    /// `operand in list`, the list written out or read from the request,
+    /// `V` or `C`.
+    In(Box<Direct>, Box<Direct>),
+    /// `string.method(argument)`.
+    StringTest(StringTest, Box<Direct>, Box<Direct>),
     /// `left && right`.
     And(Box<Direct>, Box<Direct>),
     /// `left || right`.
@@ -103,30 +119,42 @@ fn literal_of(literal: &LiteralValue) -> Option<Literal> {
 }
 
 fn from_call(call: &CallExpr) -> Option<Direct> {
-    if call.target.is_some() {
-        return None;
-    }
     let boxed = |e: &IdedExpr| Direct::from_expr(e).map(Box::new);
+    if let Some(target) = &call.target {
+        let test = match call.func_name.as_str() {
+            "startsWith" => StringTest::StartsWith,
+            "endsWith" => StringTest::EndsWith,
+            "contains" => StringTest::Contains,
+            _ => return None,
+        };
+        let [argument] = call.args.as_slice() else {
+            return None;
+        };
+        return Some(Direct::StringTest(test, boxed(target)?, boxed(argument)?));
+    }
     match (call.func_name.as_str(), call.args.as_slice()) {
         (operators::LOGICAL_AND, [l, r]) => Some(Direct::And(boxed(l)?, boxed(r)?)),
         (operators::LOGICAL_OR, [l, r]) => Some(Direct::Or(boxed(l)?, boxed(r)?)),
         (operators::LOGICAL_NOT, [operand]) => Some(Direct::Not(boxed(operand)?)),
         (operators::IN, [operand, list]) => {
-            let Expr::List(list) = &list.expr else {
-                return None;
+            let list = match &list.expr {
+                Expr::List(list) if list.optional_indices.is_empty() => Direct::List(
+                    list.elements
+                        .iter()
+                        .map(|e| match &e.expr {
+                            Expr::Literal(l) => literal_of(l),
+                            _ => None,
+                        })
+                        .collect::<Option<_>>()?,
+                ),
+                _ => match Direct::from_expr(list)? {
+                    data @ (Direct::Request(..) | Direct::Variable(_) | Direct::Constant(_)) => {
+                        data
+                    }
+                    _ => return None,
+                },
             };
-            if !list.optional_indices.is_empty() {
-                return None;
-            }
-            let literals = list
-                .elements
-                .iter()
-                .map(|e| match &e.expr {
-                    Expr::Literal(l) => literal_of(l),
-                    _ => None,
-                })
-                .collect::<Option<Box<[Literal]>>>()?;
-            Some(Direct::In(boxed(operand)?, literals))
+            Some(Direct::In(boxed(operand)?, Box::new(list)))
         }
         (operators::INDEX, [_, _]) => index_chain(call),
         (name, [l, r]) => {
@@ -226,7 +254,10 @@ mod tests {
             Some(Direct::Or(
                 Box::new(Direct::In(
                     attr(Field::ResourceKind, &[]),
-                    Box::new([Literal::Str("a".into()), Literal::Str("b".into())]),
+                    Box::new(Direct::List(Box::new([
+                        Literal::Str("a".into()),
+                        Literal::Str("b".into())
+                    ]))),
                 )),
                 Box::new(Direct::Compare(
                     Comparison::Ne,
@@ -238,14 +269,33 @@ mod tests {
     }
 
     #[test]
+    fn membership_and_string_tests_have_a_direct_form() {
+        assert_eq!(
+            direct("R.attr.region in C.regions && R.attr.title.startsWith(P.id)"),
+            Some(Direct::And(
+                Box::new(Direct::In(
+                    attr(Field::ResourceAttr, &["region"]),
+                    Box::new(Direct::Constant("regions".into())),
+                )),
+                Box::new(Direct::StringTest(
+                    StringTest::StartsWith,
+                    attr(Field::ResourceAttr, &["title"]),
+                    attr(Field::PrincipalId, &[]),
+                )),
+            ))
+        );
+    }
+
+    #[test]
     fn anything_else_is_left_to_cel() {
         for source in [
             "has(R.attr.owner)",
-            "R.attr.title.startsWith('doc')",
             "R.attr.tags[0] == 'a'",
             "P.roles == ['user']",
             "R.attr.size + 1 > 2",
-            "R.attr.region in C.regions",
+            "R.attr.region in R.attr.regions.map(r, r)",
+            "R.attr.title.startsWith('doc', 1)",
+            "R.attr.title.matches('doc')",
             "R.policyVersion == 'default'",
             "V.a.b == 1",
             "timestamp(R.attr.t) > now()",

@@ -4,11 +4,11 @@
 
 use std::cmp::Ordering;
 
-use cel::common::types::{CelBool, CelDouble, CelInt, CelString};
+use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelString};
 use cel::common::value::{CowVal, Val};
 
 use super::{Principal, Resource};
-use crate::compile::direct::{Comparison, Direct, Field, Literal};
+use crate::compile::direct::{Comparison, Direct, Field, Literal, StringTest};
 
 /// What a direct expression reads besides literals.
 pub struct Inputs<'a> {
@@ -60,13 +60,22 @@ pub fn evaluate<'a>(expr: &'a Direct, inputs: &Inputs<'a>) -> Option<Scalar<'a>>
             let right = evaluate(right, inputs)?;
             compare(*op, left, right).map(Scalar::Bool)
         }
+        Direct::List(_) => None,
         Direct::In(operand, list) => {
             let operand = evaluate(operand, inputs)?;
-            let mut found = false;
-            for item in list.iter() {
-                found |= equal(operand, literal_scalar(item))?;
-            }
-            Some(Scalar::Bool(found))
+            member(operand, list, inputs).map(Scalar::Bool)
+        }
+        Direct::StringTest(test, target, argument) => {
+            let (Scalar::Str(target), Scalar::Str(argument)) =
+                (evaluate(target, inputs)?, evaluate(argument, inputs)?)
+            else {
+                return None;
+            };
+            Some(Scalar::Bool(match test {
+                StringTest::StartsWith => target.starts_with(argument),
+                StringTest::EndsWith => target.ends_with(argument),
+                StringTest::Contains => target.contains(argument),
+            }))
         }
         // `false && x` is false and `true || x` is true whatever `x` is,
         // even an error, so `x` need not be looked at.
@@ -100,20 +109,65 @@ fn literal_scalar(literal: &Literal) -> Scalar<'_> {
     }
 }
 
+/// Whether `operand` equals an item of `list`, when every item is a
+/// scalar it can be compared with.
+fn member(operand: Scalar<'_>, list: &Direct, inputs: &Inputs<'_>) -> Option<bool> {
+    let mut found = false;
+    match list {
+        Direct::List(items) => {
+            for item in items.iter() {
+                found |= equal(operand, literal_scalar(item))?;
+            }
+        }
+        Direct::Request(field, keys) => {
+            for item in attr_value(*field, keys, inputs)?.as_array()? {
+                found |= equal(operand, json_scalar(item)?)?;
+            }
+        }
+        Direct::Variable(name) => found = val_member(operand, inputs.variables, name)?,
+        Direct::Constant(name) => found = val_member(operand, inputs.constants, name)?,
+        _ => return None,
+    }
+    Some(found)
+}
+
+fn val_member(operand: Scalar<'_>, map: &dyn Val, name: &str) -> Option<bool> {
+    let mut found = false;
+    for item in entry_val(map, name)?.downcast_ref::<CelList>()?.inner() {
+        found |= equal(operand, val_scalar(&**item)?)?;
+    }
+    Some(found)
+}
+
 fn request<'a>(field: Field, keys: &[Box<str>], inputs: &Inputs<'a>) -> Option<Scalar<'a>> {
-    let attr = match field {
-        Field::PrincipalId => return Some(Scalar::Str(&inputs.principal.id)),
-        Field::ResourceId => return Some(Scalar::Str(&inputs.resource.id)),
-        Field::ResourceKind => return Some(Scalar::Str(&inputs.resource.kind)),
+    match field {
+        Field::PrincipalId => Some(Scalar::Str(&inputs.principal.id)),
+        Field::ResourceId => Some(Scalar::Str(&inputs.resource.id)),
+        Field::ResourceKind => Some(Scalar::Str(&inputs.resource.kind)),
+        Field::PrincipalAttr | Field::ResourceAttr => json_scalar(attr_value(field, keys, inputs)?),
+    }
+}
+
+/// `P.attr.k1.k2...` or `R.attr.k1.k2...`.
+fn attr_value<'a>(
+    field: Field,
+    keys: &[Box<str>],
+    inputs: &Inputs<'a>,
+) -> Option<&'a serde_json::Value> {
+    let mut object = match field {
         Field::PrincipalAttr => &inputs.principal.attr,
         Field::ResourceAttr => &inputs.resource.attr,
+        Field::PrincipalId | Field::ResourceId | Field::ResourceKind => return None,
     };
     let (last, path) = keys.split_last()?;
-    let mut object = attr;
     for key in path {
         object = object.get(&**key)?.as_object()?;
     }
-    match object.get(&**last)? {
+    object.get(&**last)
+}
+
+fn json_scalar(value: &serde_json::Value) -> Option<Scalar<'_>> {
+    match value {
         serde_json::Value::String(s) => Some(Scalar::Str(s)),
         serde_json::Value::Bool(b) => Some(Scalar::Bool(*b)),
         serde_json::Value::Number(n) => n.as_f64().map(Scalar::Double),
@@ -123,10 +177,18 @@ fn request<'a>(field: Field, keys: &[Box<str>], inputs: &Inputs<'a>) -> Option<S
 
 /// `map["name"]` for `V` and `C`, when it holds a scalar.
 fn entry<'a>(map: &'a dyn Val, name: &str) -> Option<Scalar<'a>> {
+    val_scalar(entry_val(map, name)?)
+}
+
+fn entry_val<'a>(map: &'a dyn Val, name: &str) -> Option<&'a dyn Val> {
     let key = CelString::from(name);
-    let CowVal::Borrowed(value) = map.as_indexer()?.get(&key).ok()? else {
-        return None;
-    };
+    match map.as_indexer()?.get(&key).ok()? {
+        CowVal::Borrowed(value) => Some(value),
+        CowVal::Owned(_) => None,
+    }
+}
+
+fn val_scalar(value: &dyn Val) -> Option<Scalar<'_>> {
     if let Some(s) = value.downcast_ref::<CelString>() {
         Some(Scalar::Str(s.inner()))
     } else if let Some(b) = value.downcast_ref::<CelBool>() {
@@ -148,8 +210,24 @@ fn equal(left: Scalar<'_>, right: Scalar<'_>) -> Option<bool> {
         (Scalar::Bool(l), Scalar::Bool(r)) => Some(l == r),
         (Scalar::Int(l), Scalar::Int(r)) => Some(l == r),
         (Scalar::Double(l), Scalar::Double(r)) if !l.is_nan() && !r.is_nan() => Some(l == r),
+        (Scalar::Int(_), Scalar::Double(_)) | (Scalar::Double(_), Scalar::Int(_)) => {
+            Some(numeric_order(left, right)? == Ordering::Equal)
+        }
         _ => None,
     }
+}
+
+/// Ints against doubles (JSON numbers are doubles, literals like `3` are
+/// ints), compared as numbers as CEL does; only for ints a double holds
+/// exactly.
+fn numeric_order(left: Scalar<'_>, right: Scalar<'_>) -> Option<Ordering> {
+    const EXACT: i64 = 1 << 53;
+    let as_double = |value: Scalar<'_>| match value {
+        Scalar::Double(d) => Some(d),
+        Scalar::Int(i) if (-EXACT..=EXACT).contains(&i) => Some(i as f64),
+        _ => None,
+    };
+    as_double(left)?.partial_cmp(&as_double(right)?)
 }
 
 fn compare(op: Comparison, left: Scalar<'_>, right: Scalar<'_>) -> Option<bool> {
@@ -159,6 +237,9 @@ fn compare(op: Comparison, left: Scalar<'_>, right: Scalar<'_>) -> Option<bool> 
         (Scalar::Str(l), Scalar::Str(r)) => l.cmp(r),
         (Scalar::Int(l), Scalar::Int(r)) => l.cmp(&r),
         (Scalar::Double(l), Scalar::Double(r)) => l.partial_cmp(&r)?,
+        (Scalar::Int(_), Scalar::Double(_)) | (Scalar::Double(_), Scalar::Int(_)) => {
+            numeric_order(left, right)?
+        }
         _ => return None,
     };
     Some(match op {
@@ -216,7 +297,7 @@ mod tests {
     #[test]
     fn the_direct_form_agrees_with_cel() {
         let principals = [
-            json!({"department": "eng", "level": 4, "tags": ["a"]}),
+            json!({"department": "eng", "level": 4, "tags": ["a", "eng"]}),
             json!({"department": "ops", "level": 2.5, "flag": true}),
             json!({"level": "4", "nested": {"x": "alice"}}),
         ];
@@ -226,8 +307,10 @@ mod tests {
             json!({"owner": 7, "size": "10", "status": null, "nested": {"x": "alice"}}),
             json!({}),
         ];
-        let constants =
-            celx::json_to_static_val(&json!({"limit": 100, "name": "alice", "on": true}));
+        let constants = celx::json_to_static_val(&json!({
+            "limit": 100, "name": "alice", "on": true,
+            "statuses": ["draft", "review"], "sizes": [10, "big"]
+        }));
         let sources = [
             "R.attr.owner == P.id",
             "R.attr.owner != P.id",
@@ -235,10 +318,18 @@ mod tests {
             "R.attr.size < C.limit && R.attr.size <= 100.5",
             "R.attr.size > 10.0 || R.attr.locked == true",
             "P.attr.level >= 3",
+            "P.attr.level == 4 && R.attr.size != 10",
+            "R.attr.size in [10, 100]",
+            "C.limit > 99 && C.limit < 100.5",
             "P.attr.level >= 3.0",
             "P.attr.level < 3.0 || P.attr.flag",
             "R.attr.status in ['draft', 'review']",
             "R.attr.status in ['draft', 1]",
+            "R.attr.status in C.statuses || R.attr.size in C.sizes",
+            "'eng' in P.attr.tags || R.attr.owner in R.attr.nested",
+            "R.attr.owner.startsWith('al') && R.attr.status.endsWith('ft')",
+            "R.attr.department.contains(P.attr.department)",
+            "P.id.contains(R.attr.size)",
             "!(R.attr.locked)",
             "!R.attr.locked && R.attr.status != 'archived'",
             "R.attr.nested.x == P.id",
