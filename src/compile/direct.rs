@@ -11,7 +11,8 @@
 //! from one place.
 
 use cel::common::ast::operators;
-use cel::common::ast::{CallExpr, Expr, IdedExpr, LiteralValue};
+use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue};
+use chrono::{DateTime, Datelike, FixedOffset};
 
 /// A literal operand.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,16 @@ pub enum Literal {
     Int(i64),
     /// A double.
     Double(f64),
+    /// `timestamp("...")`, parsed once.
+    Timestamp(DateTime<FixedOffset>),
+}
+
+/// `timestamp(text)` as `cel` reads it (RFC 3339), for the years well
+/// inside CEL's range; `None` sends anything else to `cel`.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .filter(|t| (2..=9998).contains(&t.naive_utc().year()))
 }
 
 /// A field of the request that the direct form reads.
@@ -89,6 +100,10 @@ pub enum Direct {
     In(Box<Direct>, Box<Direct>),
     /// `string.method(argument)`.
     StringTest(StringTest, Box<Direct>, Box<Direct>),
+    /// `timestamp(string)`.
+    Timestamp(Box<Direct>),
+    /// `{"key": value, ...}`, keys distinct string literals: an output.
+    Map(Box<[(Box<str>, Direct)]>),
     /// `left && right`.
     And(Box<Direct>, Box<Direct>),
     /// `left || right`.
@@ -103,6 +118,22 @@ impl Direct {
         match &expr.expr {
             Expr::Literal(literal) => literal_of(literal).map(Direct::Literal),
             Expr::Call(call) => from_call(call),
+            Expr::Map(map) => {
+                let mut entries: Vec<(Box<str>, Direct)> = Vec::new();
+                for entry in &map.entries {
+                    let EntryExpr::MapEntry(entry) = &entry.expr else {
+                        return None;
+                    };
+                    let Expr::Literal(LiteralValue::String(key)) = &entry.key.expr else {
+                        return None;
+                    };
+                    if entry.optional || entries.iter().any(|(k, _)| **k == *key.inner()) {
+                        return None;
+                    }
+                    entries.push((key.inner().into(), Direct::from_expr(&entry.value)?));
+                }
+                Some(Direct::Map(entries.into()))
+            }
             _ => None,
         }
     }
@@ -157,6 +188,12 @@ fn from_call(call: &CallExpr) -> Option<Direct> {
             Some(Direct::In(boxed(operand)?, Box::new(list)))
         }
         (operators::INDEX, [_, _]) => index_chain(call),
+        ("timestamp", [argument]) => match &argument.expr {
+            Expr::Literal(LiteralValue::String(text)) => {
+                parse_timestamp(text.inner()).map(|t| Direct::Literal(Literal::Timestamp(t)))
+            }
+            _ => Some(Direct::Timestamp(boxed(argument)?)),
+        },
         (name, [l, r]) => {
             let comparison = match name {
                 operators::EQUALS => Comparison::Eq,
@@ -299,7 +336,12 @@ mod tests {
             "R.policyVersion == 'default'",
             "V.a.b == 1",
             "timestamp(R.attr.t) > now()",
+            "timestamp('not a time') > timestamp(R.attr.t)",
+            "timestamp(R.attr.t, 'UTC') > timestamp(R.attr.u)",
             "R.attr.x == null",
+            "{'a': 1, 'a': 2}",
+            "{R.id: 1}",
+            "{'a': [1]}",
             "x == 1",
         ] {
             assert_eq!(direct(source), None, "{source}");

@@ -1,5 +1,5 @@
-//! The CEL view of a request, built once per request and shared by every
-//! condition.
+//! The CEL view of a request, built at most once per request (the first
+//! time `cel` reads it) and shared by every condition.
 //!
 //! Strings are borrowed from the parsed request rather than copied, and the
 //! principal's view is shared by all resources of a batch. `request`, `P` and
@@ -112,17 +112,76 @@ fn runtime_val(effective_derived_roles: &[&str]) -> Boxed<'static> {
     ])
 }
 
+/// Where a request value comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    Principal(&'a Principal),
+    Resource(&'a Resource),
+    AuxData(Option<&'a AuxData>),
+}
+
+/// `P`, `R` or `request.auxData`, made into a CEL value the first time
+/// `cel` reads it: a check whose conditions all have a direct form (see
+/// `direct.rs`) never needs it.
+#[derive(Debug)]
+pub struct LazyVal<'a> {
+    source: Source<'a>,
+    value: OnceLock<Boxed<'a>>,
+}
+
+impl<'a> LazyVal<'a> {
+    /// `request.principal`.
+    pub fn principal(p: &'a Principal) -> LazyVal<'a> {
+        LazyVal::new(Source::Principal(p))
+    }
+
+    /// `request.resource`.
+    pub fn resource(r: &'a Resource) -> LazyVal<'a> {
+        LazyVal::new(Source::Resource(r))
+    }
+
+    /// `request.auxData`.
+    pub fn aux_data(aux: Option<&'a AuxData>) -> LazyVal<'a> {
+        LazyVal::new(Source::AuxData(aux))
+    }
+
+    fn new(source: Source<'a>) -> LazyVal<'a> {
+        LazyVal {
+            source,
+            value: OnceLock::new(),
+        }
+    }
+}
+
+/// A value of the request that `cel` may read. A trait object, because
+/// [`LazyVal`] is invariant in its lifetime and the principal's outlives
+/// each resource's.
+pub trait RequestValue: std::fmt::Debug + Send + Sync {
+    /// The value, built now if `cel` has not read it before.
+    fn get(&self) -> &dyn Val;
+}
+
+impl RequestValue for LazyVal<'_> {
+    fn get(&self) -> &dyn Val {
+        &**self.value.get_or_init(|| match self.source {
+            Source::Principal(p) => principal_val(p),
+            Source::Resource(r) => resource_val(r),
+            Source::AuxData(aux) => aux_data_val(aux),
+        })
+    }
+}
+
 static REQUEST_TYPE: Type = Type::new_unspecified_type("cerbos.engine.v1.Request");
 
 /// `request`: a view over the principal, resource and aux data values.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
     /// `request.principal`.
-    pub principal: &'a dyn Val,
+    pub principal: &'a dyn RequestValue,
     /// `request.resource`.
-    pub resource: &'a dyn Val,
+    pub resource: &'a dyn RequestValue,
     /// `request.auxData`.
-    pub aux_data: &'a dyn Val,
+    pub aux_data: &'a dyn RequestValue,
 }
 
 impl Indexer for RequestView<'_> {
@@ -131,9 +190,9 @@ impl Indexer for RequestView<'_> {
         Self: 'v,
     {
         match field.downcast_ref::<CelString>().map(CelString::inner) {
-            Some("principal") => Ok(CowVal::Borrowed(self.principal)),
-            Some("resource") => Ok(CowVal::Borrowed(self.resource)),
-            Some("auxData" | "aux_data") => Ok(CowVal::Borrowed(self.aux_data)),
+            Some("principal") => Ok(CowVal::Borrowed(self.principal.get())),
+            Some("resource") => Ok(CowVal::Borrowed(self.resource.get())),
+            Some("auxData" | "aux_data") => Ok(CowVal::Borrowed(self.aux_data.get())),
             Some(other) => Err(ExecutionError::no_such_key(other)),
             None => Err(ExecutionError::UnexpectedType {
                 got: field.get_type().name().to_string(),
@@ -197,8 +256,8 @@ impl VariableResolver for Activation<'_> {
     fn resolve<'b>(&'b self, name: &str) -> Option<CowVal<'b, 'b>> {
         let value: &'b dyn Val = match name {
             "request" => &self.request,
-            "P" => self.request.principal,
-            "R" => self.request.resource,
+            "P" => self.request.principal.get(),
+            "R" => self.request.resource.get(),
             "V" | "variables" => self.variables,
             "C" | "constants" => self.constants,
             "G" | "globals" => self.globals,

@@ -8,7 +8,10 @@ use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelString};
 use cel::common::value::{CowVal, Val};
 
 use super::{Principal, Resource};
-use crate::compile::direct::{Comparison, Direct, Field, Literal, StringTest};
+use chrono::{DateTime, FixedOffset};
+
+use crate::celx;
+use crate::compile::direct::{parse_timestamp, Comparison, Direct, Field, Literal, StringTest};
 
 /// What a direct expression reads besides literals.
 pub struct Inputs<'a> {
@@ -33,6 +36,8 @@ pub enum Scalar<'a> {
     Int(i64),
     /// A double (every JSON number).
     Double(f64),
+    /// A timestamp.
+    Timestamp(DateTime<FixedOffset>),
 }
 
 impl Scalar<'_> {
@@ -43,6 +48,7 @@ impl Scalar<'_> {
             Scalar::Bool(b) => Box::new(CelBool::from(b)),
             Scalar::Int(i) => Box::new(CelInt::from(i)),
             Scalar::Double(d) => Box::new(CelDouble::from(d)),
+            Scalar::Timestamp(t) => celx::timestamp_val(t),
         }
     }
 }
@@ -60,11 +66,15 @@ pub fn evaluate<'a>(expr: &'a Direct, inputs: &Inputs<'a>) -> Option<Scalar<'a>>
             let right = evaluate(right, inputs)?;
             compare(*op, left, right).map(Scalar::Bool)
         }
-        Direct::List(_) => None,
+        Direct::List(_) | Direct::Map(_) => None,
         Direct::In(operand, list) => {
             let operand = evaluate(operand, inputs)?;
             member(operand, list, inputs).map(Scalar::Bool)
         }
+        Direct::Timestamp(text) => match evaluate(text, inputs)? {
+            Scalar::Str(text) => parse_timestamp(text).map(Scalar::Timestamp),
+            _ => None,
+        },
         Direct::StringTest(test, target, argument) => {
             let (Scalar::Str(target), Scalar::Str(argument)) =
                 (evaluate(target, inputs)?, evaluate(argument, inputs)?)
@@ -96,6 +106,22 @@ pub fn evaluate<'a>(expr: &'a Direct, inputs: &Inputs<'a>) -> Option<Scalar<'a>>
     }
 }
 
+/// An output's value as JSON, converted as `cel`'s would be, or `None`
+/// when `cel` must evaluate it.
+pub fn output(expr: &Direct, inputs: &Inputs<'_>) -> Option<serde_json::Value> {
+    let json = |value: Scalar<'_>| celx::val_to_json(&*value.to_val()).ok();
+    match expr {
+        Direct::Map(entries) => {
+            let mut object = serde_json::Map::new();
+            for (key, value) in entries.iter() {
+                object.insert(key.to_string(), json(evaluate(value, inputs)?)?);
+            }
+            Some(serde_json::Value::Object(object))
+        }
+        scalar => json(evaluate(scalar, inputs)?),
+    }
+}
+
 fn boolean(value: Scalar<'_>) -> Option<Scalar<'_>> {
     matches!(value, Scalar::Bool(_)).then_some(value)
 }
@@ -106,6 +132,7 @@ fn literal_scalar(literal: &Literal) -> Scalar<'_> {
         Literal::Bool(b) => Scalar::Bool(*b),
         Literal::Int(i) => Scalar::Int(*i),
         Literal::Double(d) => Scalar::Double(*d),
+        Literal::Timestamp(t) => Scalar::Timestamp(*t),
     }
 }
 
@@ -210,6 +237,7 @@ fn equal(left: Scalar<'_>, right: Scalar<'_>) -> Option<bool> {
         (Scalar::Bool(l), Scalar::Bool(r)) => Some(l == r),
         (Scalar::Int(l), Scalar::Int(r)) => Some(l == r),
         (Scalar::Double(l), Scalar::Double(r)) if !l.is_nan() && !r.is_nan() => Some(l == r),
+        (Scalar::Timestamp(l), Scalar::Timestamp(r)) => Some(l == r),
         (Scalar::Int(_), Scalar::Double(_)) | (Scalar::Double(_), Scalar::Int(_)) => {
             Some(numeric_order(left, right)? == Ordering::Equal)
         }
@@ -237,6 +265,7 @@ fn compare(op: Comparison, left: Scalar<'_>, right: Scalar<'_>) -> Option<bool> 
         (Scalar::Str(l), Scalar::Str(r)) => l.cmp(r),
         (Scalar::Int(l), Scalar::Int(r)) => l.cmp(&r),
         (Scalar::Double(l), Scalar::Double(r)) => l.partial_cmp(&r)?,
+        (Scalar::Timestamp(l), Scalar::Timestamp(r)) => l.cmp(&r),
         (Scalar::Int(_), Scalar::Double(_)) | (Scalar::Double(_), Scalar::Int(_)) => {
             numeric_order(left, right)?
         }
@@ -256,9 +285,7 @@ mod tests {
     use cel::Context;
     use serde_json::json;
 
-    use super::super::activation::{
-        aux_data_val, principal_val, resource_val, Activation, RequestView, Runtime,
-    };
+    use super::super::activation::{Activation, LazyVal, RequestView, Runtime};
     use super::*;
     use crate::celx;
 
@@ -266,20 +293,20 @@ mod tests {
         value.as_object().cloned().unwrap_or_default()
     }
 
-    /// `cel`'s verdict on `source` as a condition: true only for `true`.
-    fn by_cel(source: &str, inputs: &Inputs<'_>) -> bool {
+    /// `cel`'s value for `source`, as JSON; `None` when it fails.
+    fn by_cel(source: &str, inputs: &Inputs<'_>) -> Option<serde_json::Value> {
         let program = celx::compile(source).unwrap();
-        let principal = principal_val(inputs.principal);
-        let resource = resource_val(inputs.resource);
-        let aux = aux_data_val(None);
+        let principal = LazyVal::principal(inputs.principal);
+        let resource = LazyVal::resource(inputs.resource);
+        let aux = LazyVal::aux_data(None);
         let now = celx::timestamp_val(chrono::Utc::now().fixed_offset());
         let runtime = Runtime::new(Vec::new());
         let globals = celx::json_to_static_val(&json!({}));
         let activation = Activation {
             request: RequestView {
-                principal: &*principal,
-                resource: &*resource,
-                aux_data: &*aux,
+                principal: &principal,
+                resource: &resource,
+                aux_data: &aux,
             },
             runtime: &runtime,
             variables: inputs.variables,
@@ -289,7 +316,8 @@ mod tests {
         };
         let mut context = Context::with_env(celx::environment());
         context.set_variable_resolver(&activation);
-        matches!(program.execute(&context), Ok(cel::Value::Bool(true)))
+        let value = cel::Value::resolve_val(program.expression(), &context).ok()?;
+        celx::val_to_json(&*value).ok()
     }
 
     /// Every expression, on every input, decides as `cel` does whenever the
@@ -302,9 +330,12 @@ mod tests {
             json!({"level": "4", "nested": {"x": "alice"}}),
         ];
         let resources = [
-            json!({"owner": "alice", "department": "eng", "size": 10, "status": "draft", "locked": false}),
-            json!({"owner": "bob", "department": "ops", "size": 100.5, "status": "archived", "locked": true}),
-            json!({"owner": 7, "size": "10", "status": null, "nested": {"x": "alice"}}),
+            json!({"owner": "alice", "department": "eng", "size": 10, "status": "draft", "locked": false,
+                "created": "2024-05-01T00:00:00Z"}),
+            json!({"owner": "bob", "department": "ops", "size": 100.5, "status": "archived", "locked": true,
+                "created": "2024-05-02T10:30:00.5+05:30"}),
+            json!({"owner": 7, "size": "10", "status": null, "nested": {"x": "alice"},
+                "created": "yesterday"}),
             json!({}),
         ];
         let constants = celx::json_to_static_val(&json!({
@@ -329,6 +360,9 @@ mod tests {
             "'eng' in P.attr.tags || R.attr.owner in R.attr.nested",
             "R.attr.owner.startsWith('al') && R.attr.status.endsWith('ft')",
             "R.attr.department.contains(P.attr.department)",
+            "timestamp(R.attr.created) > timestamp('2024-05-01T00:00:00Z')",
+            "timestamp(R.attr.created) == timestamp('2024-05-01T02:00:00+02:00')",
+            "timestamp(R.attr.created) <= timestamp(P.attr.department)",
             "P.id.contains(R.attr.size)",
             "!(R.attr.locked)",
             "!R.attr.locked && R.attr.status != 'archived'",
@@ -374,7 +408,7 @@ mod tests {
                         answered += 1;
                         assert_eq!(
                             value == Scalar::Bool(true),
-                            by_cel(source, &inputs),
+                            by_cel(source, &inputs) == Some(json!(true)),
                             "{source} on P.attr {principal_attr} and R.attr {resource_attr}"
                         );
                     }
@@ -386,6 +420,41 @@ mod tests {
             answered > 100,
             "the direct form answered only {answered} times"
         );
+    }
+
+    #[test]
+    fn direct_outputs_are_the_json_cel_gives() {
+        let principal = Principal {
+            id: "alice".into(),
+            attr: object(json!({"level": 4})),
+            ..Principal::default()
+        };
+        let resource = Resource {
+            kind: "doc".into(),
+            id: "doc-1".into(),
+            attr: object(json!({"size": 10, "ratio": 0.25, "at": "2024-05-01T02:00:00.5+02:00"})),
+            ..Resource::default()
+        };
+        let variables = celx::json_to_static_val(&json!({"on": true}));
+        let constants = celx::json_to_static_val(&json!({"limit": 100}));
+        let inputs = Inputs {
+            principal: &principal,
+            resource: &resource,
+            variables: &*variables,
+            constants: &*constants,
+        };
+        for source in [
+            "{'rule': 'edit', 'kind': R.kind, 'size': R.attr.size, 'ratio': R.attr.ratio}",
+            "{'z': V.on, 'a': C.limit > R.attr.size, 'n': 9007199254740993, 'when': timestamp(R.attr.at)}",
+            "P.attr.level",
+            "timestamp(R.attr.at)",
+            "'locked'",
+        ] {
+            let program = celx::compile(source).unwrap();
+            let direct = Direct::from_expr(program.expression()).unwrap();
+            let by_direct = output(&direct, &inputs).unwrap_or_else(|| panic!("{source}"));
+            assert_eq!(Some(by_direct), by_cel(source, &inputs), "{source}");
+        }
     }
 
     #[test]

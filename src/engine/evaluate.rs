@@ -8,9 +8,7 @@ use cel::common::value::Val;
 use cel::{Context, Value};
 use chrono::{DateTime, FixedOffset};
 
-use super::activation::{
-    aux_data_val, principal_val, resource_val, Activation, RequestView, Runtime,
-};
+use super::activation::{Activation, LazyVal, RequestView, Runtime};
 use super::direct::{self, Inputs, Scalar};
 use super::validate::validate;
 use super::{
@@ -37,21 +35,21 @@ pub fn check(
     resources: &[ResourceCheck],
     now: DateTime<FixedOffset>,
 ) -> Vec<CheckResult> {
-    let principal_cel = principal_val(principal);
-    let aux_cel = aux_data_val(aux_data);
+    let principal_cel = LazyVal::principal(principal);
+    let aux_cel = LazyVal::aux_data(aux_data);
     let now_cel = celx::timestamp_val(now);
     resources
         .iter()
         .map(|item| {
-            let resource_cel = resource_val(&item.resource);
+            let resource_cel = LazyVal::resource(&item.resource);
             let shared = Shared {
                 index,
                 principal,
                 resource: &item.resource,
                 request: RequestView {
-                    principal: &*principal_cel,
-                    resource: &*resource_cel,
-                    aux_data: &*aux_cel,
+                    principal: &principal_cel,
+                    resource: &resource_cel,
+                    aux_data: &aux_cel,
                 },
                 now: &*now_cel,
             };
@@ -639,6 +637,11 @@ impl<'a, 's> Run<'a, 's> {
         let slot = VarSlot::Policy(params.id);
         self.ensure_variables(params, slot, expr);
         let variables = self.variables_of(slot);
+        if let Some(direct) = &expr.direct {
+            if let Some(json) = direct::output(direct, &self.inputs(params, variables)) {
+                return Ok(json);
+            }
+        }
         let activation = self.activation(params, variables);
         let mut context = Context::with_env(celx::environment());
         context.set_variable_resolver(&activation);
