@@ -1,14 +1,15 @@
-//! A direct form for the commonest conditions: comparisons of request
-//! attributes, constants and variables with literals or with each other,
-//! joined by `&&`, `||` and `!`.
+//! A direct form for the commonest conditions and outputs: comparisons,
+//! `in`, string tests and timestamps over request attributes, constants,
+//! variables and literals, joined by `&&`, `||` and `!`, and maps of such
+//! values.
 //!
 //! `cel` evaluates `R.attr.owner == P.id` by walking its syntax tree with
 //! boxed values, and that walk was most of a warm decision's cost. The
 //! engine evaluates this form instead when an expression has one, and only
-//! on plain scalars of one type, where the answer cannot differ from
-//! `cel`'s. On anything else (a missing key, a list, mixed types) it gives
-//! up and `cel` evaluates the expression, so errors and their wording come
-//! from one place.
+//! on plain scalars of one kind (ints and doubles both count as numbers),
+//! where the answer cannot differ from `cel`'s. On anything else (a missing
+//! key, a list, a string against a number) it gives up and `cel` evaluates
+//! the expression, so errors and their wording come from one place.
 
 use cel::common::ast::operators;
 use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue};

@@ -1,5 +1,5 @@
 //! Evaluation of the direct form of an expression (see `compile::direct`):
-//! plain scalars of one type, read straight from the request, or `None`
+//! plain scalars of one kind, read straight from the request, or `None`
 //! whenever `cel` has to decide.
 
 use std::cmp::Ordering;
@@ -229,8 +229,9 @@ fn val_scalar(value: &dyn Val) -> Option<Scalar<'_>> {
     }
 }
 
-/// `left == right` for scalars of one type; `None` for mixed types, whose
-/// rules (`1 == 1.0`) `cel` applies.
+/// `left == right` for scalars of one kind, ints and doubles compared as
+/// numbers; `None` for other mixes (a string against a number), which
+/// `cel` decides.
 fn equal(left: Scalar<'_>, right: Scalar<'_>) -> Option<bool> {
     match (left, right) {
         (Scalar::Str(l), Scalar::Str(r)) => Some(l == r),
