@@ -233,6 +233,17 @@ impl Api {
     }
 }
 
+/// `serde_json::from_slice`, faster: reading bytes, serde_json checks the
+/// UTF-8 of each string it meets, while one check of the whole input and
+/// reading it as text costs a few hundred instructions. Input that is not
+/// UTF-8 goes through the byte reader, so its error is the same.
+pub(crate) fn from_json_bytes<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid(
@@ -241,13 +252,7 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     }
     // Tracking the path costs on every request; it is only needed to word
     // an error, so a body that fails is parsed a second time for it.
-    // One UTF-8 check of the whole body is cheaper than serde_json's check
-    // of each string when it reads from bytes.
-    let parsed = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(body),
-    };
-    if let Ok(value) = parsed {
+    if let Ok(value) = from_json_bytes(body) {
         return Ok(value);
     }
     // serde would name the internal type it expected (`struct CheckWire`).

@@ -14,7 +14,7 @@ use super::audit::Audit;
 use super::cors::Cors;
 use super::err::{HandlerError, InitError};
 use super::event::{Headers, HttpEvent, LambdaResponse};
-use crate::api::{Api, ApiError};
+use crate::api::{from_json_bytes, Api, ApiError};
 use crate::config::Config;
 use crate::loader::{LoadReport, PolicySet, Refresh};
 
@@ -140,13 +140,7 @@ impl Handler {
     /// Event JSON in, response JSON out: one invocation of `bootstrap`'s
     /// Runtime API loop, also driven directly by tests and benchmarks.
     pub async fn invoke_json(&self, event: &[u8]) -> Result<Vec<u8>, HandlerError> {
-        // Read from bytes, serde_json checks each string's UTF-8 as it goes;
-        // one check of the whole event up front is cheaper.
-        let event: HttpEvent = match std::str::from_utf8(event) {
-            Ok(text) => serde_json::from_str(text),
-            Err(_) => serde_json::from_slice(event),
-        }
-        .map_err(HandlerError::Event)?;
+        let event: HttpEvent = from_json_bytes(event).map_err(HandlerError::Event)?;
         let response = self.invoke(&event).await?;
         response.to_json().map_err(HandlerError::Render)
     }
