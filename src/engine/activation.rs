@@ -34,7 +34,7 @@ fn object<'a>(attr: &'a serde_json::Map<String, serde_json::Value>) -> Boxed<'a>
 }
 
 /// `request.principal` / `P`.
-pub fn principal_val(p: &Principal) -> Boxed<'_> {
+fn principal_val(p: &Principal) -> Boxed<'_> {
     let roles: Vec<Boxed<'_>> = p.roles.iter().map(|r| string(r)).collect();
     Box::new(Message::<PrincipalKind>::new([
         string(&p.id),
@@ -46,7 +46,7 @@ pub fn principal_val(p: &Principal) -> Boxed<'_> {
 }
 
 /// `request.resource` / `R`.
-pub fn resource_val(r: &Resource) -> Boxed<'_> {
+fn resource_val(r: &Resource) -> Boxed<'_> {
     Box::new(Message::<ResourceKind>::new([
         string(&r.kind),
         string(&r.id),
@@ -67,7 +67,7 @@ fn message<'a>(fields: Vec<(&'static str, Boxed<'a>)>) -> Boxed<'a> {
 }
 
 /// `request.auxData`: `{jwt: {...claims}}`, empty when the request has none.
-pub fn aux_data_val(aux: Option<&AuxData>) -> Boxed<'_> {
+fn aux_data_val(aux: Option<&AuxData>) -> Boxed<'_> {
     static EMPTY: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
         std::sync::LazyLock::new(serde_json::Map::new);
     let claims = aux.map_or(&*EMPTY, |a| &a.jwt);

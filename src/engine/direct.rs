@@ -260,24 +260,23 @@ fn numeric_order(left: Scalar<'_>, right: Scalar<'_>) -> Option<Ordering> {
 }
 
 fn compare(op: Comparison, left: Scalar<'_>, right: Scalar<'_>) -> Option<bool> {
-    let order = match (left, right) {
-        _ if op == Comparison::Eq => return equal(left, right),
-        _ if op == Comparison::Ne => return equal(left, right).map(|e| !e),
-        (Scalar::Str(l), Scalar::Str(r)) => l.cmp(r),
-        (Scalar::Int(l), Scalar::Int(r)) => l.cmp(&r),
-        (Scalar::Double(l), Scalar::Double(r)) => l.partial_cmp(&r)?,
-        (Scalar::Timestamp(l), Scalar::Timestamp(r)) => l.cmp(&r),
+    let order = || match (left, right) {
+        (Scalar::Str(l), Scalar::Str(r)) => Some(l.cmp(r)),
+        (Scalar::Int(l), Scalar::Int(r)) => Some(l.cmp(&r)),
+        (Scalar::Double(l), Scalar::Double(r)) => l.partial_cmp(&r),
+        (Scalar::Timestamp(l), Scalar::Timestamp(r)) => Some(l.cmp(&r)),
         (Scalar::Int(_), Scalar::Double(_)) | (Scalar::Double(_), Scalar::Int(_)) => {
-            numeric_order(left, right)?
+            numeric_order(left, right)
         }
-        _ => return None,
+        _ => None,
     };
     Some(match op {
-        Comparison::Lt => order == Ordering::Less,
-        Comparison::Le => order != Ordering::Greater,
-        Comparison::Gt => order == Ordering::Greater,
-        Comparison::Ge => order != Ordering::Less,
-        Comparison::Eq | Comparison::Ne => return None,
+        Comparison::Eq => equal(left, right)?,
+        Comparison::Ne => !equal(left, right)?,
+        Comparison::Lt => order()? == Ordering::Less,
+        Comparison::Le => order()? != Ordering::Greater,
+        Comparison::Gt => order()? == Ordering::Greater,
+        Comparison::Ge => order()? != Ordering::Less,
     })
 }
 
@@ -292,6 +291,26 @@ mod tests {
 
     fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
         value.as_object().cloned().unwrap_or_default()
+    }
+
+    fn direct_of(source: &str) -> Direct {
+        let program = celx::compile(source).unwrap();
+        Direct::from_expr(program.expression())
+            .unwrap_or_else(|| panic!("no direct form for {source}"))
+    }
+
+    fn inputs<'a>(
+        principal: &'a Principal,
+        resource: &'a Resource,
+        variables: &'a dyn Val,
+        constants: &'a dyn Val,
+    ) -> Inputs<'a> {
+        Inputs {
+            principal,
+            resource,
+            variables,
+            constants,
+        }
     }
 
     /// `cel`'s value for `source`, as JSON; `None` when it fails.
@@ -395,17 +414,9 @@ mod tests {
                     ..Resource::default()
                 };
                 let variables = celx::json_to_static_val(&json!({}));
-                let inputs = Inputs {
-                    principal: &principal,
-                    resource: &resource,
-                    variables: &*variables,
-                    constants: &*constants,
-                };
+                let inputs = inputs(&principal, &resource, &*variables, &*constants);
                 for source in sources {
-                    let program = celx::compile(source).unwrap();
-                    let direct = Direct::from_expr(program.expression())
-                        .unwrap_or_else(|| panic!("no direct form for {source}"));
-                    if let Some(value) = evaluate(&direct, &inputs) {
+                    if let Some(value) = evaluate(&direct_of(source), &inputs) {
                         answered += 1;
                         assert_eq!(
                             value == Scalar::Bool(true),
@@ -416,7 +427,7 @@ mod tests {
                 }
             }
         }
-        // Most pairs are plain scalars of one type, which must not fall back.
+        // Most pairs are plain scalars of one kind, which must not fall back.
         assert!(
             answered > 100,
             "the direct form answered only {answered} times"
@@ -438,12 +449,7 @@ mod tests {
         };
         let variables = celx::json_to_static_val(&json!({"on": true}));
         let constants = celx::json_to_static_val(&json!({"limit": 100}));
-        let inputs = Inputs {
-            principal: &principal,
-            resource: &resource,
-            variables: &*variables,
-            constants: &*constants,
-        };
+        let inputs = inputs(&principal, &resource, &*variables, &*constants);
         for source in [
             "{'rule': 'edit', 'kind': R.kind, 'size': R.attr.size, 'ratio': R.attr.ratio}",
             "{'z': V.on, 'a': C.limit > R.attr.size, 'n': 9007199254740993, 'when': timestamp(R.attr.at)}",
@@ -451,9 +457,8 @@ mod tests {
             "timestamp(R.attr.at)",
             "'locked'",
         ] {
-            let program = celx::compile(source).unwrap();
-            let direct = Direct::from_expr(program.expression()).unwrap();
-            let by_direct = output(&direct, &inputs).unwrap_or_else(|| panic!("{source}"));
+            let by_direct =
+                output(&direct_of(source), &inputs).unwrap_or_else(|| panic!("{source}"));
             assert_eq!(Some(by_direct), by_cel(source, &inputs), "{source}");
         }
     }
@@ -464,16 +469,9 @@ mod tests {
         let resource = Resource::default();
         let variables = celx::json_to_static_val(&json!({"yes": true, "list": [true]}));
         let constants = celx::json_to_static_val(&json!({}));
-        let inputs = Inputs {
-            principal: &principal,
-            resource: &resource,
-            variables: &*variables,
-            constants: &*constants,
-        };
+        let inputs = inputs(&principal, &resource, &*variables, &*constants);
         let run = |source: &str| {
-            let program = celx::compile(source).unwrap();
-            let direct = Direct::from_expr(program.expression()).unwrap();
-            evaluate(&direct, &inputs).map(|value| value == Scalar::Bool(true))
+            evaluate(&direct_of(source), &inputs).map(|value| value == Scalar::Bool(true))
         };
         assert_eq!(run("V.yes && !false"), Some(true));
         assert_eq!(run("V.list == true"), None);
