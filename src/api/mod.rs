@@ -571,8 +571,8 @@ fn meta(include: bool, result: &CheckResult) -> Option<Meta<'_>> {
 }
 
 impl Checked {
-    /// The `CheckResourcesResponse` JSON.
-    pub fn check_resources_json(&self) -> Result<Vec<u8>, ApiError> {
+    /// The `CheckResourcesResponse`, for any serde_json formatter to write.
+    pub fn check_resources_response(&self) -> impl Serialize + '_ {
         let results = self
             .resources
             .iter()
@@ -590,26 +590,19 @@ impl Checked {
                 outputs: outputs(&result.outputs),
             })
             .collect();
-        // Sized for a typical result so the buffer is not regrown as it fills.
-        let mut out = Vec::with_capacity(256 * self.results.len() + 64);
-        serde_json::to_writer(
-            &mut out,
-            &CheckResourcesResponse {
-                request_id: &self.request_id,
-                results,
-                call_id: &self.call_id,
-            },
-        )
-        .map_err(|e| ApiError::internal(format!("cannot render response: {e}")))?;
-        Ok(out)
+        CheckResourcesResponse {
+            request_id: &self.request_id,
+            results,
+            call_id: &self.call_id,
+        }
     }
 
-    /// The `/api/check` response JSON.
-    pub fn check_json(&self) -> Result<Vec<u8>, ApiError> {
+    /// The `/api/check` response, for any serde_json formatter to write.
+    pub fn check_response(&self) -> Result<impl Serialize + '_, ApiError> {
         let (Some(item), Some(result)) = (self.resources.first(), self.results.first()) else {
             return Err(ApiError::internal("no result for the resource"));
         };
-        serde_json::to_vec(&CheckResponse {
+        Ok(CheckResponse {
             request_id: &self.request_id,
             resource_id: &item.resource.id,
             actions: actions(result),
@@ -618,8 +611,23 @@ impl Checked {
             outputs: outputs(&result.outputs),
             call_id: &self.call_id,
         })
-        .map_err(|e| ApiError::internal(format!("cannot render response: {e}")))
     }
+
+    /// The `CheckResourcesResponse` JSON.
+    pub fn check_resources_json(&self) -> Result<Vec<u8>, ApiError> {
+        serde_json::to_vec(&self.check_resources_response()).map_err(render_error)
+    }
+
+    /// The `/api/check` response JSON.
+    pub fn check_json(&self) -> Result<Vec<u8>, ApiError> {
+        serde_json::to_vec(&self.check_response()?).map_err(render_error)
+    }
+}
+
+/// A response that serde_json could not write (a map key that is not a
+/// string, say): the caller's fault is never the cause, so it is internal.
+pub fn render_error(err: serde_json::Error) -> ApiError {
+    ApiError::internal(format!("cannot render response: {err}"))
 }
 
 #[cfg(test)]

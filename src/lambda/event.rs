@@ -14,9 +14,9 @@ use std::fmt;
 
 use base64::Engine;
 use serde::de::{DeserializeSeed, Error as DeError, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::embed::EscapedBody;
 use crate::api::ApiError;
 
 /// Cerbos's limit on a request body, after base64 decoding.
@@ -382,12 +382,12 @@ pub struct LambdaResponse {
     origin: Origin,
     status: u16,
     headers: Headers,
-    body: String,
+    body: EscapedBody,
 }
 
 impl LambdaResponse {
     /// A response with a body that is JSON text (or empty).
-    pub fn new(origin: Origin, status: u16, headers: Headers, body: String) -> LambdaResponse {
+    pub fn new(origin: Origin, status: u16, headers: Headers, body: EscapedBody) -> LambdaResponse {
         LambdaResponse {
             origin,
             status,
@@ -401,12 +401,36 @@ impl LambdaResponse {
         self.status
     }
 
-    /// The response as the JSON Lambda takes, written into a buffer sized
-    /// up front: the body is escaped into it, and a Cerbos JSON body grows
-    /// by less than a third when escaped (a `\` before each quote).
+    /// The response as the JSON Lambda takes. The body is already escaped,
+    /// so it is copied in; only the few headers go through serde_json.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut out = Vec::with_capacity(self.body.len() + self.body.len() / 3 + 256);
-        serde_json::to_writer(&mut out, self)?;
+        let mut out = Vec::with_capacity(self.body.as_str().len() + 256);
+        out.extend_from_slice(b"{\"statusCode\":");
+        serde_json::to_writer(&mut out, &self.status)?;
+        let single = |out: &mut Vec<u8>| {
+            out.extend_from_slice(b",\"headers\":");
+            serde_json::to_writer(&mut *out, &SingleHeaders(&self.headers))
+        };
+        match self.origin {
+            Origin::RestV1 | Origin::HttpV2 => single(&mut out)?,
+            Origin::Alb { multi_value } => {
+                out.extend_from_slice(b",\"statusDescription\":");
+                serde_json::to_writer(
+                    &mut out,
+                    &format!("{} {}", self.status, reason(self.status)),
+                )?;
+                // ALB reads only the field matching the target group's mode.
+                if multi_value {
+                    out.extend_from_slice(b",\"multiValueHeaders\":");
+                    serde_json::to_writer(&mut out, &MultiHeaders(&self.headers))?;
+                } else {
+                    single(&mut out)?;
+                }
+            }
+        }
+        out.extend_from_slice(b",\"body\":\"");
+        out.extend_from_slice(self.body.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"isBase64Encoded\":false}");
         Ok(out)
     }
 }
@@ -424,33 +448,6 @@ struct MultiHeaders<'a>(&'a Headers);
 impl Serialize for MultiHeaders<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map(self.0.iter().map(|(k, v)| (*k, [v.as_ref()])))
-    }
-}
-
-impl Serialize for LambdaResponse {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("statusCode", &self.status)?;
-        match self.origin {
-            Origin::RestV1 | Origin::HttpV2 => {
-                map.serialize_entry("headers", &SingleHeaders(&self.headers))?;
-            }
-            Origin::Alb { multi_value } => {
-                map.serialize_entry(
-                    "statusDescription",
-                    &format!("{} {}", self.status, reason(self.status)),
-                )?;
-                // ALB reads only the field matching the target group's mode.
-                if multi_value {
-                    map.serialize_entry("multiValueHeaders", &MultiHeaders(&self.headers))?;
-                } else {
-                    map.serialize_entry("headers", &SingleHeaders(&self.headers))?;
-                }
-            }
-        }
-        map.serialize_entry("body", &self.body)?;
-        map.serialize_entry("isBase64Encoded", &false)?;
-        map.end()
     }
 }
 

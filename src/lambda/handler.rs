@@ -12,9 +12,10 @@ use serde::Serialize;
 
 use super::audit::Audit;
 use super::cors::Cors;
+use super::embed::EscapedBody;
 use super::err::{HandlerError, InitError};
 use super::event::{Headers, HttpEvent, LambdaResponse};
-use crate::api::{from_json_bytes, Api, ApiError};
+use crate::api::{from_json_bytes, render_error, Api, ApiError};
 use crate::config::Config;
 use crate::loader::{LoadReport, PolicySet, Refresh};
 
@@ -100,7 +101,7 @@ pub struct Handler {
     policies: PolicySet,
     cors: Cors,
     audit: Option<Audit>,
-    server_info: Vec<u8>,
+    server_info: EscapedBody,
 }
 
 impl Handler {
@@ -115,8 +116,8 @@ impl Handler {
 
     /// Assembles a handler from parts already loaded.
     pub fn new(config: &Config, api: Api, policies: PolicySet) -> Handler {
-        let server_info = serde_json::to_vec(&ServerInfo::current())
-            .unwrap_or_else(|_| br#"{"version":"unknown"}"#.to_vec());
+        let server_info = EscapedBody::render(&ServerInfo::current())
+            .unwrap_or_else(|_| EscapedBody::from_json(br#"{"version":"unknown"}"#));
         Handler {
             api,
             policies,
@@ -169,7 +170,12 @@ impl Handler {
     pub fn respond(&self, event: &HttpEvent) -> Result<LambdaResponse, HandlerError> {
         let origin = event.origin().ok_or(HandlerError::UnsupportedEvent)?;
         if let Some(headers) = self.cors.preflight(event) {
-            return Ok(LambdaResponse::new(origin, 204, headers, String::new()));
+            return Ok(LambdaResponse::new(
+                origin,
+                204,
+                headers,
+                EscapedBody::default(),
+            ));
         }
         let (status, body, allow) = match self.route(event) {
             Ok(body) => (200, body, None),
@@ -180,7 +186,7 @@ impl Handler {
                 } else {
                     tracing::debug!(status, error = %error.message, "request refused");
                 }
-                (status, error.body(), allow)
+                (status, EscapedBody::from_json(&error.body()), allow)
             }
         };
         let mut headers: Headers = vec![("content-type", Cow::Borrowed("application/json"))];
@@ -188,13 +194,10 @@ impl Handler {
             headers.push(("allow", Cow::Borrowed(allow)));
         }
         self.cors.decorate(event, &mut headers);
-        // serde_json only writes UTF-8, so the lossy path is never taken.
-        let body = String::from_utf8(body)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         Ok(LambdaResponse::new(origin, status, headers, body))
     }
 
-    fn route(&self, event: &HttpEvent) -> Result<Vec<u8>, Refusal> {
+    fn route(&self, event: &HttpEvent) -> Result<EscapedBody, Refusal> {
         let route = Route::find(event.path())
             .or_else(|| event.path_without_stage().and_then(Route::find))
             .ok_or_else(|| ApiError::not_found("Not Found"))?;
@@ -205,29 +208,30 @@ impl Handler {
             });
         }
         match route {
-            Route::Health => Ok(HEALTH_BODY.to_vec()),
+            Route::Health => Ok(EscapedBody::from_json(HEALTH_BODY)),
             Route::ServerInfo => Ok(self.server_info.clone()),
             Route::Check | Route::CheckResources => Ok(self.check(route, event)?),
         }
     }
 
-    fn check(&self, route: Route, event: &HttpEvent) -> Result<Vec<u8>, ApiError> {
+    fn check(&self, route: Route, event: &HttpEvent) -> Result<EscapedBody, ApiError> {
         let body = event.body()?;
         let index = self.policies.current();
         let now = chrono::Utc::now().fixed_offset();
-        let (checked, json) = if route == Route::Check {
+        let (checked, rendered) = if route == Route::Check {
             let checked = self.api.check(&index, &body, now)?;
-            let json = checked.check_json()?;
-            (checked, json)
+            let rendered = EscapedBody::render(&checked.check_response()?);
+            (checked, rendered)
         } else {
             let checked = self.api.check_resources(&index, &body, now)?;
-            let json = checked.check_resources_json()?;
-            (checked, json)
+            let rendered = EscapedBody::render(&checked.check_resources_response());
+            (checked, rendered)
         };
+        let rendered = rendered.map_err(render_error)?;
         if let Some(audit) = &self.audit {
             audit.log(&checked, route.path(), event);
         }
-        Ok(json)
+        Ok(rendered)
     }
 }
 

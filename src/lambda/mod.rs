@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod cors;
+pub mod embed;
 pub mod err;
 pub mod event;
 pub mod handler;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use lambda_runtime::{service_fn, LambdaEvent};
 use tokio::runtime::Runtime;
 
+pub use embed::EscapedBody;
 pub use err::{HandlerError, InitError, RuntimeApiError};
 pub use event::{HttpEvent, LambdaResponse, Origin, MAX_BODY_BYTES};
 pub use handler::{Handler, ServerInfo};
@@ -171,7 +173,11 @@ fn answer(
 
 async fn serve_with_lambda_runtime(handler: &Handler) -> Result<(), lambda_runtime::Error> {
     let service = service_fn(move |event: LambdaEvent<HttpEvent>| async move {
-        handler.invoke(&event.payload).await
+        let response = handler.invoke(&event.payload).await?;
+        // The envelope is written by hand around a body rendered escaped
+        // (see `embed`); this loop wants a value serde can write again.
+        let json = response.to_json().map_err(HandlerError::Render)?;
+        serde_json::from_slice::<serde_json::Value>(&json).map_err(HandlerError::Render)
     });
     lambda_runtime::run(service).await
 }
