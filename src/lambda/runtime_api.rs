@@ -63,6 +63,7 @@ struct ErrorDocument<'a> {
 }
 
 /// A response from the Runtime API.
+#[derive(Debug)]
 struct Reply {
     status: u16,
     request_id: Option<String>,
@@ -300,51 +301,13 @@ fn error_document(error_type: &str, message: &str) -> Result<Vec<u8>, RuntimeApi
 /// Reads one response. The flag says whether the connection can carry the
 /// next request.
 fn read_reply(reader: &mut impl BufRead) -> Result<(Reply, bool), RuntimeApiError> {
-    let head = read_head(reader)?;
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    match response.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(malformed("incomplete response head")),
-        Err(err) => return Err(malformed(&format!("bad response head: {err}"))),
-    }
-    let status = response.code.unwrap_or_default();
-    let mut reply = Reply {
-        status,
-        request_id: None,
-        trace_id: None,
-        body: Vec::new(),
-    };
-    let mut length = None;
-    let mut chunked = false;
-    let mut keep_alive = response.version == Some(1);
-    for header in response.headers.iter() {
-        let value = std::str::from_utf8(header.value)
-            .map_err(|_| malformed(&format!("header {} is not UTF-8", header.name)))?
-            .trim();
-        let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let parsed = value
-                .parse::<usize>()
-                .map_err(|_| malformed(&format!("content-length {value:?}")))?;
-            length = Some(parsed);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .rsplit(',')
-                .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-        } else if name.eq_ignore_ascii_case("connection") {
-            if value.eq_ignore_ascii_case("close") {
-                keep_alive = false;
-            } else if value.eq_ignore_ascii_case("keep-alive") {
-                keep_alive = true;
-            }
-        } else if name.eq_ignore_ascii_case(REQUEST_ID_HEADER) {
-            reply.request_id = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case(TRACE_ID_HEADER) {
-            reply.trace_id = Some(value.to_string()).filter(|v| !v.is_empty());
-        }
-    }
+    let Head {
+        mut reply,
+        length,
+        chunked,
+        mut keep_alive,
+    } = read_head(reader)?;
+    let status = reply.status;
     reply.body = if chunked {
         read_chunked(reader)?
     } else if let Some(length) = length {
@@ -364,32 +327,99 @@ fn read_reply(reader: &mut impl BufRead) -> Result<(Reply, bool), RuntimeApiErro
     Ok((reply, keep_alive))
 }
 
-/// The status line and headers, through the blank line that ends them.
-fn read_head(reader: &mut impl BufRead) -> Result<Vec<u8>, RuntimeApiError> {
-    let mut head = Vec::with_capacity(512);
+/// What a response's status line and headers say.
+struct Head {
+    /// The reply so far, without its body.
+    reply: Reply,
+    length: Option<usize>,
+    chunked: bool,
+    keep_alive: bool,
+}
+
+/// Reads the status line and headers, through the blank line that ends them.
+///
+/// The head is taken from the reader's buffer whole and handed to httparse,
+/// which also skips blank lines left between responses. A head that came
+/// in one read, as a local Runtime API's does, is copied once and parsed
+/// once rather than scanned line by line.
+fn read_head(reader: &mut impl BufRead) -> Result<Head, RuntimeApiError> {
+    let mut head = Vec::new();
     loop {
-        let before = head.len();
-        let read = reader
-            .take((MAX_HEAD_BYTES + 1 - before) as u64)
-            .read_until(b'\n', &mut head)?;
-        if read == 0 {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
             return Err(RuntimeApiError::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the Runtime API closed the connection",
             )));
         }
-        if head.len() > MAX_HEAD_BYTES {
-            return Err(malformed("response head too large"));
-        }
-        let line = &head[before..];
-        if line == b"\r\n" || line == b"\n" {
-            // A blank line before any status line is noise between responses.
-            if before == 0 {
-                head.clear();
-                continue;
+        let before = head.len();
+        let take = available.len().min(MAX_HEAD_BYTES + 1 - before);
+        head.extend_from_slice(&available[..take]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&head) {
+            Ok(httparse::Status::Complete(len)) => {
+                let parsed = Head::of(&response)?;
+                reader.consume(len.saturating_sub(before));
+                return Ok(parsed);
             }
-            return Ok(head);
+            Ok(httparse::Status::Partial) => {
+                reader.consume(take);
+                if head.len() > MAX_HEAD_BYTES {
+                    return Err(malformed("response head too large"));
+                }
+            }
+            Err(err) => return Err(malformed(&format!("bad response head: {err}"))),
         }
+    }
+}
+
+impl Head {
+    fn of(response: &httparse::Response<'_, '_>) -> Result<Head, RuntimeApiError> {
+        let mut head = Head {
+            reply: Reply {
+                status: response.code.unwrap_or_default(),
+                request_id: None,
+                trace_id: None,
+                body: Vec::new(),
+            },
+            length: None,
+            chunked: false,
+            keep_alive: response.version == Some(1),
+        };
+        for header in response.headers.iter() {
+            let name = header.name;
+            // Only the values read below need to be text.
+            let value = || {
+                std::str::from_utf8(header.value)
+                    .map(str::trim)
+                    .map_err(|_| malformed(&format!("header {name} is not UTF-8")))
+            };
+            if name.eq_ignore_ascii_case("content-length") {
+                let value = value()?;
+                let parsed = value
+                    .parse::<usize>()
+                    .map_err(|_| malformed(&format!("content-length {value:?}")))?;
+                head.length = Some(parsed);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                head.chunked = value()?
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            } else if name.eq_ignore_ascii_case("connection") {
+                let value = value()?;
+                if value.eq_ignore_ascii_case("close") {
+                    head.keep_alive = false;
+                } else if value.eq_ignore_ascii_case("keep-alive") {
+                    head.keep_alive = true;
+                }
+            } else if name.eq_ignore_ascii_case(REQUEST_ID_HEADER) {
+                head.reply.request_id = Some(value()?.to_string());
+            } else if name.eq_ignore_ascii_case(TRACE_ID_HEADER) {
+                head.reply.trace_id = Some(value()?.to_string()).filter(|v| !v.is_empty());
+            }
+        }
+        Ok(head)
     }
 }
 
@@ -461,8 +491,29 @@ mod tests {
     use std::sync::mpsc;
     use std::thread;
 
+    /// Reads a reply that arrived in one piece, and checks that the same
+    /// bytes arriving a few at a time read the same.
     fn parse(bytes: &[u8]) -> Result<(Reply, bool), RuntimeApiError> {
-        read_reply(&mut Cursor::new(bytes.to_vec()))
+        let whole = read_reply(&mut Cursor::new(bytes.to_vec()));
+        let trickled = read_reply(&mut BufReader::with_capacity(
+            5,
+            Cursor::new(bytes.to_vec()),
+        ));
+        assert_eq!(format!("{whole:?}"), format!("{trickled:?}"));
+        whole
+    }
+
+    #[test]
+    fn skips_blank_lines_before_a_reply_and_refuses_an_endless_head() {
+        let (reply, _) =
+            parse(b"\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!(reply.status, 202);
+        let mut endless = b"HTTP/1.1 200 OK\r\nX-Filler: ".to_vec();
+        endless.resize(MAX_HEAD_BYTES + 100, b'a');
+        let err = read_reply(&mut Cursor::new(endless)).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n").is_err());
+        assert!(parse(b"HTP/1.1 200 OK\r\n\r\n").is_err());
     }
 
     #[test]
@@ -545,7 +596,10 @@ mod tests {
 
     /// One request, head and body, as a peer reads it.
     fn read_request(reader: &mut BufReader<TcpStream>) -> Vec<u8> {
-        let mut request = read_head(reader).unwrap();
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            assert!(reader.read_until(b'\n', &mut request).unwrap() > 0);
+        }
         let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
         let length = text
             .lines()
