@@ -386,7 +386,7 @@ pub struct LambdaResponse {
 }
 
 impl LambdaResponse {
-    /// A response with a body that is JSON text (or empty).
+    /// A response with a JSON body (or an empty one), already escaped.
     pub fn new(origin: Origin, status: u16, headers: Headers, body: EscapedBody) -> LambdaResponse {
         LambdaResponse {
             origin,
