@@ -16,9 +16,13 @@ use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 pub struct EscapedBody(String);
 
 impl EscapedBody {
-    /// Renders `value` as compact JSON, escaped as it is written.
-    pub fn render<T: Serialize + ?Sized>(value: &T) -> Result<EscapedBody, serde_json::Error> {
-        let mut out = Vec::with_capacity(512);
+    /// Renders `value` as compact JSON, escaped as it is written, into a
+    /// buffer of `capacity` bytes to start with.
+    pub fn render<T: Serialize + ?Sized>(
+        value: &T,
+        capacity: usize,
+    ) -> Result<EscapedBody, serde_json::Error> {
+        let mut out = Vec::with_capacity(capacity);
         value.serialize(&mut serde_json::Serializer::with_formatter(
             &mut out,
             EmbeddedFormatter,
@@ -71,9 +75,11 @@ impl Formatter for EmbeddedFormatter {
         writer: &mut W,
         char_escape: CharEscape,
     ) -> io::Result<()> {
-        let mut plain = Vec::with_capacity(6);
+        // The longest escape, `\u001f`, is six bytes.
+        let mut plain = io::Cursor::new([0u8; 6]);
         CompactFormatter.write_char_escape(&mut plain, char_escape)?;
-        write_escaped(writer, &plain)
+        let len = usize::try_from(plain.position()).unwrap_or(0);
+        write_escaped(writer, plain.get_ref().get(..len).unwrap_or_default())
     }
 
     fn write_raw_fragment<W: ?Sized + Write>(
@@ -121,7 +127,7 @@ mod tests {
             "nested": {"list": [true, false, null, ""], "empty": {}},
         });
         let plain = serde_json::to_vec(&value).unwrap();
-        let body = EscapedBody::render(&value).unwrap();
+        let body = EscapedBody::render(&value, 0).unwrap();
         assert_eq!(body, EscapedBody::from_json(&plain));
         assert_eq!(unescaped(&body).as_bytes(), plain.as_slice());
         let back: Value = serde_json::from_str(&unescaped(&body)).unwrap();

@@ -116,7 +116,7 @@ impl Handler {
 
     /// Assembles a handler from parts already loaded.
     pub fn new(config: &Config, api: Api, policies: PolicySet) -> Handler {
-        let server_info = EscapedBody::render(&ServerInfo::current())
+        let server_info = EscapedBody::render(&ServerInfo::current(), 128)
             .unwrap_or_else(|_| EscapedBody::from_json(br#"{"version":"unknown"}"#));
         Handler {
             api,
@@ -220,11 +220,15 @@ impl Handler {
         let now = chrono::Utc::now().fixed_offset();
         let (checked, rendered) = if route == Route::Check {
             let checked = self.api.check(&index, &body, now)?;
-            let rendered = EscapedBody::render(&checked.check_response()?);
+            let rendered =
+                EscapedBody::render(&checked.check_response()?, checked.response_len_hint());
             (checked, rendered)
         } else {
             let checked = self.api.check_resources(&index, &body, now)?;
-            let rendered = EscapedBody::render(&checked.check_resources_response());
+            let rendered = EscapedBody::render(
+                &checked.check_resources_response(),
+                checked.response_len_hint(),
+            );
             (checked, rendered)
         };
         let rendered = rendered.map_err(render_error)?;
