@@ -338,12 +338,12 @@ struct Head {
 
 /// Reads the status line and headers, through the blank line that ends them.
 ///
-/// The head is taken from the reader's buffer whole and handed to httparse,
-/// which also skips blank lines left between responses. A head that came
-/// in one read, as a local Runtime API's does, is copied once and parsed
-/// once rather than scanned line by line.
+/// The buffered bytes go to httparse, which also skips blank lines left
+/// between responses. A head that came in one read, as a local Runtime
+/// API's does, is parsed where it lies; only a head split over reads is
+/// gathered into a buffer first.
 fn read_head(reader: &mut impl BufRead) -> Result<Head, RuntimeApiError> {
-    let mut head = Vec::new();
+    let mut gathered = Vec::new();
     loop {
         let available = reader.fill_buf()?;
         if available.is_empty() {
@@ -352,25 +352,37 @@ fn read_head(reader: &mut impl BufRead) -> Result<Head, RuntimeApiError> {
                 "the Runtime API closed the connection",
             )));
         }
-        let before = head.len();
+        let before = gathered.len();
         let take = available.len().min(MAX_HEAD_BYTES + 1 - before);
-        head.extend_from_slice(&available[..take]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&head) {
-            Ok(httparse::Status::Complete(len)) => {
-                let parsed = Head::of(&response)?;
-                reader.consume(len.saturating_sub(before));
-                return Ok(parsed);
-            }
-            Ok(httparse::Status::Partial) => {
-                reader.consume(take);
-                if head.len() > MAX_HEAD_BYTES {
-                    return Err(malformed("response head too large"));
-                }
-            }
-            Err(err) => return Err(malformed(&format!("bad response head: {err}"))),
+        let parsed = if before == 0 {
+            parse_head(&available[..take])?
+        } else {
+            gathered.extend_from_slice(&available[..take]);
+            parse_head(&gathered)?
+        };
+        if let Some((head, len)) = parsed {
+            reader.consume(len.saturating_sub(before));
+            return Ok(head);
         }
+        if before == 0 {
+            gathered.extend_from_slice(&available[..take]);
+        }
+        reader.consume(take);
+        if gathered.len() > MAX_HEAD_BYTES {
+            return Err(malformed("response head too large"));
+        }
+    }
+}
+
+/// The head at the start of `bytes` and its length, or `None` when it is
+/// not all there yet.
+fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, RuntimeApiError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => Ok(Some((Head::of(&response)?, len))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(err) => Err(malformed(&format!("bad response head: {err}"))),
     }
 }
 
