@@ -155,14 +155,15 @@ fn answer(
     api: &mut RuntimeApi,
     invocation: &Invocation,
 ) -> Result<(), RuntimeApiError> {
+    let _scope = logging::invocation_scope(&invocation.request_id, invocation.trace_id.as_deref());
     if handler.policies().refresh_due() {
         match &invocation.trace_id {
             Some(trace_id) => std::env::set_var(TRACE_ENV, trace_id),
             None => std::env::remove_var(TRACE_ENV),
         }
+        runtime.block_on(handler.refresh());
     }
-    let _scope = logging::invocation_scope(&invocation.request_id, invocation.trace_id.as_deref());
-    match runtime.block_on(handler.invoke_json(&invocation.event)) {
+    match handler.respond_json(&invocation.event) {
         Ok(body) => api.respond(&invocation.request_id, &body),
         Err(err) => {
             tracing::error!(errorType = err.error_type(), error = %err, "invocation failed");
