@@ -13,14 +13,14 @@
 //! `bootstrap`'s, since where its pages lie is part of what is measured.
 //! Run with `cargo bench --bench cold`.
 
+mod support;
+
 use std::hint::black_box;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
-use verdict::config::Config;
-use verdict::lambda::{EscapedBody, Handler, HttpEvent};
+use verdict::lambda::{EscapedBody, HttpEvent};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,10 +29,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// per AMD EPYC core complex).
 const EVICTION_BYTES: usize = 128 << 20;
 const CACHE_LINE: usize = 64;
-
-fn fixtures() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
-}
 
 /// Times `work` alone, each call after an eviction pass.
 fn cold<R>(
@@ -59,21 +55,9 @@ fn cold<R>(
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let yaml = format!(
-        "storage:\n  driver: disk\n  disk:\n    directory: {}\n",
-        fixtures().join("policies").display()
-    );
-    let config = Config::from_yaml("bench.yaml", &yaml, &|_| None).expect("config");
-    let handler = runtime
-        .block_on(Handler::open(&config))
-        .expect("policies load")
-        .0;
-    let event =
-        std::fs::read(fixtures().join("events/http_v2_check_resources.json")).expect("fixture");
+    let config = support::fixture_config();
+    let handler = support::open_handler(&config);
+    let event = support::fixture_event("http_v2_check_resources");
     let invoke = || handler.respond_json(black_box(&event)).expect("answer");
     assert!(String::from_utf8_lossy(&invoke()).contains(r#"\"delete\":\"EFFECT_DENY\""#));
 
