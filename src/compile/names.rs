@@ -44,36 +44,36 @@ fn legacy_name(name: &str) -> bool {
         })
 }
 
-fn with_scope(key: String, scope: &str) -> String {
-    if scope.is_empty() {
-        key
-    } else {
-        format!("{key}/{scope}")
+/// `<type>.<name>.v<version>[/<scope>]`, built without `format!`: a check
+/// builds these for every resource, and the formatting machinery is code a
+/// cold invocation would otherwise fetch for them alone.
+fn policy_key(policy_type: &str, name: &str, version: &str, scope: &str) -> String {
+    let (name, version) = (sanitize(name), sanitize(version));
+    let mut key =
+        String::with_capacity(policy_type.len() + name.len() + version.len() + scope.len() + 4);
+    for part in [policy_type, ".", &name, ".v", &version] {
+        key.push_str(part);
     }
+    if !scope.is_empty() {
+        key.push('/');
+        key.push_str(scope);
+    }
+    key
 }
 
 /// `resource.<kind>.v<version>[/<scope>]`
 pub fn resource_policy_key(kind: &str, version: &str, scope: &str) -> String {
-    with_scope(
-        format!("resource.{}.v{}", sanitize(kind), sanitize(version)),
-        scope,
-    )
+    policy_key("resource", kind, version, scope)
 }
 
 /// `principal.<id>.v<version>[/<scope>]`
 pub fn principal_policy_key(id: &str, version: &str, scope: &str) -> String {
-    with_scope(
-        format!("principal.{}.v{}", sanitize(id), sanitize(version)),
-        scope,
-    )
+    policy_key("principal", id, version, scope)
 }
 
 /// `role.<role>.v<version>[/<scope>]`
 pub fn role_policy_key(role: &str, version: &str, scope: &str) -> String {
-    with_scope(
-        format!("role.{}.v{}", sanitize(role), sanitize(version)),
-        scope,
-    )
+    policy_key("role", role, version, scope)
 }
 
 /// The parent scopes of `scope`, nearest first, ending with the root (`""`).
