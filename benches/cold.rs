@@ -11,7 +11,8 @@
 //! bench writes one byte per line of a buffer larger than the last-level
 //! cache, which evicts them (and the TLB entries) again. The allocator is
 //! `bootstrap`'s, since where its pages lie is part of what is measured.
-//! Run with `cargo bench --bench cold`.
+//! Run with `cargo bench --bench cold`; see `support::policies_under_test` for
+//! running it on a generated policy set.
 
 mod support;
 
@@ -55,11 +56,13 @@ fn cold<R>(
 }
 
 fn bench(c: &mut Criterion) {
-    let config = support::fixture_config();
+    let (config, body) = support::policies_under_test();
+    let event = support::event_under_test("http_v2_check_resources", body.as_deref());
     let handler = support::open_handler(&config);
-    let event = support::fixture_event("http_v2_check_resources");
     let invoke = || handler.respond_json(black_box(&event)).expect("answer");
-    assert!(String::from_utf8_lossy(&invoke()).contains(r#"\"delete\":\"EFFECT_DENY\""#));
+    assert!(
+        String::from_utf8_lossy(&invoke()).contains(support::expected_in_answer(body.as_deref()))
+    );
 
     // The stages, each fed what the one before it made.
     let parsed: HttpEvent = serde_json::from_slice(&event).expect("event");

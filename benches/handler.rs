@@ -5,7 +5,8 @@
 //! This is what `bootstrap`'s loop does between receiving `/next` and
 //! posting the response (`Handler::respond_json`, no policy refresh due),
 //! minus the two Runtime API round trips. Run with
-//! `cargo bench --bench handler`.
+//! `cargo bench --bench handler`; see `support::policies_under_test` for
+//! running it on a generated policy set.
 
 mod support;
 
@@ -14,13 +15,15 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn bench(c: &mut Criterion) {
-    let handler = support::open_handler(&support::fixture_config());
+    let (config, body) = support::policies_under_test();
+    let handler = support::open_handler(&config);
     let mut group = c.benchmark_group("check_resources_1x3");
     for gateway in ["http_v2", "function_url", "rest_v1", "alb"] {
-        let event = support::fixture_event(&format!("{gateway}_check_resources"));
+        let event =
+            support::event_under_test(&format!("{gateway}_check_resources"), body.as_deref());
         let out = handler.respond_json(&event).expect("answer");
         assert!(
-            String::from_utf8_lossy(&out).contains(r#"\"delete\":\"EFFECT_DENY\""#),
+            String::from_utf8_lossy(&out).contains(support::expected_in_answer(body.as_deref())),
             "unexpected answer: {}",
             String::from_utf8_lossy(&out)
         );
