@@ -1,6 +1,6 @@
 //! Cerbos's check algorithm over the rule index.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use cel::common::types::{CelMap, CelMapKey};
@@ -188,7 +188,7 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         bindings: Vec::new(),
         outputs: Vec::new(),
         runtime: Runtime::new(Vec::new()),
-        effective_derived_roles: BTreeSet::new(),
+        effective_derived_roles: Vec::new(),
         processed_scopes: Vec::new(),
     };
 
@@ -244,9 +244,18 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         entry.scope = decided.scope.to_string();
     }
 
-    result.effective_derived_roles = run.effective_derived_roles.into_iter().collect();
+    result.effective_derived_roles = run.effective_derived_roles;
     result.outputs = run.outputs;
     result
+}
+
+/// Adds `name` to a sorted, duplicate-free list. The lists hold a few
+/// derived roles, so this is a few comparisons, and it spares a check the
+/// code of a `BTreeSet` per element type.
+fn insert_sorted<'n, T: AsRef<str>>(list: &mut Vec<T>, name: &'n str, make: impl Fn(&'n str) -> T) {
+    if let Err(at) = list.binary_search_by(|held| held.as_ref().cmp(name)) {
+        list.insert(at, make(name));
+    }
 }
 
 fn non_empty_or<'a>(value: &'a str, default: &'a str) -> &'a str {
@@ -327,7 +336,8 @@ struct Run<'a, 's> {
     outputs: Vec<OutputEntry>,
     /// `runtime` for the scope being evaluated.
     runtime: Runtime<'a>,
-    effective_derived_roles: BTreeSet<String>,
+    /// Sorted, as Cerbos lists them.
+    effective_derived_roles: Vec<String>,
     processed_scopes: Vec<&'s str>,
 }
 
@@ -518,7 +528,7 @@ impl<'a, 's> Run<'a, 's> {
     /// scope: conditions there see only the roles of that scope.
     fn derive_roles(&mut self, scope: &str, all_roles: &[&str]) {
         let index = self.shared.index;
-        let mut here: BTreeSet<&str> = BTreeSet::new();
+        let mut here: Vec<&str> = Vec::new();
         if let Some(unit) = index.resource_unit(self.resource_version, self.kind, scope) {
             for derived in &unit.derived_roles {
                 let parents_match = derived.parent_roles.iter().any(|p| p.matches(all_roles));
@@ -527,13 +537,16 @@ impl<'a, 's> Run<'a, 's> {
                 }
                 let holds = self.derived_condition(derived, VarSlot::Derive(derived.params.id));
                 if holds {
-                    here.insert(&derived.name);
-                    self.effective_derived_roles
-                        .insert(derived.name.to_string());
+                    insert_sorted(&mut here, &derived.name, |name| name);
+                    insert_sorted(
+                        &mut self.effective_derived_roles,
+                        &derived.name,
+                        str::to_string,
+                    );
                 }
             }
         }
-        self.runtime = Runtime::new(here.into_iter().collect());
+        self.runtime = Runtime::new(here);
     }
 
     fn cached(&self, slot: usize) -> Option<bool> {
