@@ -56,13 +56,12 @@ fn cold<R>(
 }
 
 fn bench(c: &mut Criterion) {
-    let (config, body) = support::policies_under_test();
-    let event = support::event_under_test("http_v2_check_resources", body.as_deref());
+    let (config, generated_body) = support::policies_under_test();
+    let event = support::event_under_test("http_v2_check_resources", generated_body.as_deref());
     let handler = support::open_handler(&config);
     let invoke = || handler.respond_json(black_box(&event)).expect("answer");
-    assert!(
-        String::from_utf8_lossy(&invoke()).contains(support::expected_in_answer(body.as_deref()))
-    );
+    assert!(String::from_utf8_lossy(&invoke())
+        .contains(support::expected_in_answer(generated_body.as_deref())));
 
     // The stages, each fed what the one before it made.
     let parsed: HttpEvent = serde_json::from_slice(&event).expect("event");

@@ -15,15 +15,18 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn bench(c: &mut Criterion) {
-    let (config, body) = support::policies_under_test();
+    let (config, generated_body) = support::policies_under_test();
     let handler = support::open_handler(&config);
     let mut group = c.benchmark_group("check_resources_1x3");
     for gateway in ["http_v2", "function_url", "rest_v1", "alb"] {
-        let event =
-            support::event_under_test(&format!("{gateway}_check_resources"), body.as_deref());
+        let event = support::event_under_test(
+            &format!("{gateway}_check_resources"),
+            generated_body.as_deref(),
+        );
         let out = handler.respond_json(&event).expect("answer");
         assert!(
-            String::from_utf8_lossy(&out).contains(support::expected_in_answer(body.as_deref())),
+            String::from_utf8_lossy(&out)
+                .contains(support::expected_in_answer(generated_body.as_deref())),
             "unexpected answer: {}",
             String::from_utf8_lossy(&out)
         );

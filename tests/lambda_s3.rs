@@ -71,25 +71,30 @@ fn example_event() -> Vec<u8> {
     std::fs::read(repo().join("examples/apigw-event.json")).expect("event")
 }
 
-/// Starts `bootstrap` under the emulator and sends it the example event,
-/// off the async runtime that serves S3.
+/// Starts `bootstrap` under the emulator and sends it the example event.
 async fn start_and_invoke(
     env: Vec<(String, String)>,
     task_root: &TempDir,
 ) -> (Function, Outcome, RuntimeApi) {
-    let root = task_root.path().to_path_buf();
-    let (function, outcome, api) = tokio::task::spawn_blocking(move || {
-        let api = RuntimeApi::start().expect("emulator");
-        let binary = PathBuf::from(env!("CARGO_BIN_EXE_bootstrap"));
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let function = Function::start(&binary, &api, &root, &env).expect("spawn bootstrap");
+    let api = RuntimeApi::start().expect("emulator");
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_bootstrap"));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let function = Function::start(&binary, &api, task_root.path(), &env).expect("spawn bootstrap");
+    let (outcome, api) = invoke_example(api, &function).await;
+    (function, outcome, api)
+}
+
+/// Sends the example event and waits for the answer off the async runtime
+/// that serves S3.
+async fn invoke_example(api: RuntimeApi, function: &Function) -> (Outcome, RuntimeApi) {
+    let (outcome, api) = tokio::task::spawn_blocking(move || {
         let outcome = api.invoke(&example_event(), Duration::from_secs(30));
-        (function, outcome, api)
+        (outcome, api)
     })
     .await
     .expect("join");
     let outcome = outcome.unwrap_or_else(|e| panic!("no answer: {e}\n{:#?}", function.lines()));
-    (function, outcome, api)
+    (outcome, api)
 }
 
 /// The decision for `view` in the answer to the example event.
@@ -159,13 +164,7 @@ async fn a_due_refresh_between_invocations_serves_the_changed_policies() {
 
     server.put("policies/principal_policies/alice.yaml", DENY_ALICE_VIEW);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (outcome, api) = tokio::task::spawn_blocking(move || {
-        let outcome = api.invoke(&example_event(), Duration::from_secs(30));
-        (outcome, api)
-    })
-    .await
-    .expect("join");
-    let outcome = outcome.unwrap_or_else(|e| panic!("no answer: {e}\n{:#?}", function.lines()));
+    let (outcome, api) = invoke_example(api, &function).await;
     assert_eq!(
         view_effect(&outcome, &function),
         "EFFECT_DENY",
@@ -178,11 +177,7 @@ async fn a_due_refresh_between_invocations_serves_the_changed_policies() {
 
     // Within the interval, no further listing.
     let listings = server.gate.count("ListObjectsV2");
-    let outcome =
-        tokio::task::spawn_blocking(move || api.invoke(&example_event(), Duration::from_secs(30)))
-            .await
-            .expect("join")
-            .unwrap_or_else(|e| panic!("no answer: {e}"));
+    let (outcome, _api) = invoke_example(api, &function).await;
     assert_eq!(view_effect(&outcome, &function), "EFFECT_DENY");
     assert_eq!(server.gate.count("ListObjectsV2"), listings);
 }

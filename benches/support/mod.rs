@@ -8,12 +8,12 @@ use serde_json::Value;
 use verdict::config::Config;
 use verdict::lambda::Handler;
 
-pub fn fixtures() -> &'static Path {
+fn fixtures() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
 }
 
 /// A config serving the fixture policies from disk.
-pub fn fixture_config() -> Config {
+fn fixture_config() -> Config {
     disk_config(&fixtures().join("policies"))
 }
 
@@ -37,7 +37,7 @@ pub fn open_handler(config: &Config) -> Handler {
 }
 
 /// A gateway event from the fixtures, e.g. `http_v2_check_resources`.
-pub fn fixture_event(name: &str) -> Vec<u8> {
+fn fixture_event(name: &str) -> Vec<u8> {
     std::fs::read(fixtures().join("events").join(format!("{name}.json"))).expect("fixture")
 }
 
