@@ -106,6 +106,7 @@ fn probe_verdict(args: &[String]) -> Result<Value, String> {
     for (shape, event) in [("1x3", &event_one), ("10x3", &event_ten)] {
         let mut held = Vec::with_capacity(bodies.warm);
         let cpu_before = cpu_time(function.pid());
+        let faults_before = minor_faults(function.pid());
         for n in 0..bodies.warm {
             let (outcome, duration) =
                 api.invoke_timed(&format!("{shape}-{n}"), event, Duration::from_secs(10))?;
@@ -121,6 +122,10 @@ fn probe_verdict(args: &[String]) -> Result<Value, String> {
                 let per_invocation = after.saturating_sub(before) / count;
                 report[format!("cpu_{shape}_us")] = json!(per_invocation.as_secs_f64() * 1e6);
             }
+        }
+        if let (Some(before), Some(after)) = (faults_before, minor_faults(function.pid())) {
+            report[format!("faults_{shape}")] =
+                json!(after.saturating_sub(before) as f64 / bodies.warm.max(1) as f64);
         }
         add_percentiles(&mut report, shape, &mut held);
     }
@@ -413,6 +418,15 @@ fn cpu_time(pid: u32) -> Option<Duration> {
         nanos += stat.split_whitespace().next()?.parse::<u64>().ok()?;
     }
     Some(Duration::from_nanos(nanos))
+}
+
+/// Minor page faults of the whole process so far (`/proc/PID/stat`, field
+/// 10): a warm invocation that faults pays a kernel entry per page.
+fn minor_faults(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name, which may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(7)?.parse().ok()
 }
 
 fn free_port() -> Result<u16, String> {

@@ -1,7 +1,7 @@
 //! Cerbos's check algorithm over the rule index.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use cel::common::types::{CelMap, CelMapKey};
 use cel::common::value::Val;
@@ -18,8 +18,8 @@ use super::{
 use crate::celx;
 use crate::compile::names::{principal_policy_key, resource_policy_key, sanitize};
 use crate::compile::{
-    CompiledExpr, Condition, DerivedRole, FastMap, FastSet, Params, PrincipalRule, ResourceRule,
-    ResourceUnit, RoleRule, RoleUnit, RuleIndex, RuleOutput,
+    CompiledExpr, Condition, DerivedRole, FastMap, FastSet, Params, PrincipalRule, PrincipalUnit,
+    ResourceRule, ResourceUnit, RoleRule, RoleUnit, RuleIndex, RuleOutput,
 };
 use crate::config::SchemaEnforcement;
 use crate::policy::model::ScopePermissions;
@@ -172,15 +172,35 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         return result;
     }
 
-    let mut all_roles: Vec<&str> = Vec::new();
-    for role in &principal.roles {
-        index.with_parent_roles(resource_scope, role, &mut all_roles);
-    }
+    // Each principal role with its ancestors, looked up once for all actions.
+    let role_sets: Vec<Vec<&str>> = principal
+        .roles
+        .iter()
+        .map(|role| {
+            let mut roles = Vec::new();
+            index.with_parent_roles(resource_scope, role, &mut roles);
+            roles
+        })
+        .collect();
+    let all_roles: Vec<&str> = role_sets.iter().flatten().copied().collect();
+    let principal_units = ScopeUnits::lookup(
+        index,
+        PolicyType::Principal,
+        principal_version,
+        &principal.id,
+        &principal_scopes,
+    );
+    let resource_units = ScopeUnits::lookup(
+        index,
+        PolicyType::Resource,
+        resource_version,
+        &kind,
+        &resource_scopes,
+    );
 
     let mut run = Run {
         shared,
         kind: &kind,
-        resource_version,
         conditions: Vec::new(),
         variables: Vec::new(),
         needed: Vec::new(),
@@ -189,10 +209,9 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         outputs: Vec::new(),
         runtime: Runtime::new(Vec::new()),
         effective_derived_roles: Vec::new(),
-        processed_scopes: Vec::new(),
+        derived_at: vec![false; resource_units.len()],
     };
 
-    let mut roles: Vec<&str> = Vec::new();
     for (slot, action) in item.actions.iter().enumerate() {
         let mut decided = EffectInfo {
             decision: Decision::NoMatch,
@@ -202,22 +221,20 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         for policy_type in [PolicyType::Principal, PolicyType::Resource] {
             let (main_key, scopes, exists) = match policy_type {
                 PolicyType::Principal => {
-                    (&principal_key, &principal_scopes, scoped_principal_exists)
+                    (&principal_key, &principal_units, scoped_principal_exists)
                 }
-                PolicyType::Resource => (&resource_key, &resource_scopes, scoped_resource_exists),
+                PolicyType::Resource => (&resource_key, &resource_units, scoped_resource_exists),
             };
             decided.decision = Decision::NoMatch;
-            for (i, role) in principal.roles.iter().enumerate() {
+            for (i, roles) in role_sets.iter().enumerate() {
                 // Principal rules apply to every role: one pass covers them all.
                 if i > 0 && policy_type == PolicyType::Principal {
                     break;
                 }
-                roles.clear();
-                index.with_parent_roles(resource_scope, role, &mut roles);
                 let role_effect = run.evaluate_role(
                     policy_type,
                     action,
-                    &roles,
+                    roles,
                     &all_roles,
                     scopes,
                     if exists { main_key.as_str() } else { NO_MATCH },
@@ -263,6 +280,50 @@ fn non_empty_or<'a>(value: &'a str, default: &'a str) -> &'a str {
         default
     } else {
         value
+    }
+}
+
+/// The policies at one scope that a check reads, looked up once per
+/// resource rather than once per action and role: each lookup hashes and
+/// compares names whose bytes a warm invocation must fetch again.
+struct ScopeUnits<'a, 's> {
+    scope: &'s str,
+    principal: Option<&'a PrincipalUnit>,
+    resource: Option<&'a ResourceUnit>,
+    roles: Option<&'a FastMap<Box<str>, Arc<RoleUnit>>>,
+    permissions: Option<ScopePermissions>,
+}
+
+impl<'a, 's> ScopeUnits<'a, 's> {
+    /// The policies of one type at each of `scopes`: `name` is the
+    /// principal id for principal policies, the sanitized kind for resource
+    /// and role policies.
+    fn lookup(
+        index: &'a RuleIndex,
+        policy_type: PolicyType,
+        version: &str,
+        name: &str,
+        scopes: &[&'s str],
+    ) -> Vec<ScopeUnits<'a, 's>> {
+        let principal = policy_type == PolicyType::Principal;
+        scopes
+            .iter()
+            .map(|&scope| ScopeUnits {
+                scope,
+                principal: principal
+                    .then(|| index.principal_unit(name, version, scope))
+                    .flatten()
+                    .map(|u| &**u),
+                resource: (!principal)
+                    .then(|| index.resource_unit(version, name, scope))
+                    .flatten()
+                    .map(|u| &**u),
+                roles: (!principal)
+                    .then(|| index.role_units(version, scope))
+                    .flatten(),
+                permissions: index.scope_permissions(scope),
+            })
+            .collect()
     }
 }
 
@@ -321,7 +382,6 @@ struct SlotVariables<'i> {
 struct Run<'a, 's> {
     shared: &'s Shared<'a>,
     kind: &'s str,
-    resource_version: &'s str,
     /// Condition results by cache slot.
     conditions: Vec<(usize, bool)>,
     /// Variables evaluated so far, by slot.
@@ -338,7 +398,8 @@ struct Run<'a, 's> {
     runtime: Runtime<'a>,
     /// Sorted, as Cerbos lists them.
     effective_derived_roles: Vec<String>,
-    processed_scopes: Vec<&'s str>,
+    /// Which resource scopes, by position, have had their roles derived.
+    derived_at: Vec<bool>,
 }
 
 impl<'a, 's> Run<'a, 's> {
@@ -349,14 +410,13 @@ impl<'a, 's> Run<'a, 's> {
         action: &str,
         roles: &[&str],
         all_roles: &[&str],
-        scopes: &[&'s str],
+        scopes: &[ScopeUnits<'a, 's>],
         policy: &'x str,
     ) -> EffectInfo<'x>
     where
         'a: 'x,
         's: 'x,
     {
-        let index = self.shared.index;
         let mut effect = EffectInfo {
             decision: Decision::NoMatch,
             policy,
@@ -365,15 +425,18 @@ impl<'a, 's> Run<'a, 's> {
         let mut has_allow = false;
         // The rows buffer is kept across calls, so a check allocates it once.
         let mut bindings = std::mem::take(&mut self.bindings);
-        'scopes: for &scope in scopes {
-            if policy_type == PolicyType::Resource && !self.processed_scopes.contains(&scope) {
-                self.derive_roles(scope, all_roles);
-                self.processed_scopes.push(scope);
+        'scopes: for (position, units) in scopes.iter().enumerate() {
+            let scope = units.scope;
+            if policy_type == PolicyType::Resource && !self.derived_at[position] {
+                self.derive_roles(units.resource, all_roles);
+                self.derived_at[position] = true;
             }
             bindings.clear();
             match policy_type {
-                PolicyType::Principal => self.principal_bindings(scope, action, &mut bindings),
-                PolicyType::Resource => self.resource_bindings(scope, action, roles, &mut bindings),
+                PolicyType::Principal => {
+                    self.principal_bindings(units.principal, action, &mut bindings)
+                }
+                PolicyType::Resource => self.resource_bindings(units, action, roles, &mut bindings),
             }
             for binding in &bindings {
                 let (outcome, output, src) = self.evaluate_binding(binding);
@@ -427,7 +490,7 @@ impl<'a, 's> Run<'a, 's> {
                 }
             }
             if has_allow {
-                match index.scope_permissions(scope) {
+                match units.permissions {
                     Some(ScopePermissions::RequireParentalConsentForAllows) => has_allow = false,
                     Some(ScopePermissions::OverrideParent) => {
                         effect.decision = Decision::Allow;
@@ -443,13 +506,13 @@ impl<'a, 's> Run<'a, 's> {
         effect
     }
 
-    fn principal_bindings(&self, scope: &str, action: &str, out: &mut Vec<Binding<'a>>) {
-        let shared = self.shared;
-        let Some(unit) =
-            shared
-                .index
-                .principal_unit(&shared.principal.id, self.resource_version, scope)
-        else {
+    fn principal_bindings(
+        &self,
+        unit: Option<&'a PrincipalUnit>,
+        action: &str,
+        out: &mut Vec<Binding<'a>>,
+    ) {
+        let Some(unit) = unit else {
             return;
         };
         out.extend(
@@ -462,21 +525,20 @@ impl<'a, 's> Run<'a, 's> {
 
     fn resource_bindings(
         &self,
-        scope: &str,
+        units: &ScopeUnits<'a, 's>,
         action: &str,
         roles: &[&str],
         out: &mut Vec<Binding<'a>>,
     ) {
-        let index = self.shared.index;
-        let unit = index.resource_unit(self.resource_version, self.kind, scope);
+        let unit = units.resource;
         // Role policies come first so their denials take precedence. A role
         // policy only denies what it does not list when the scope has some
         // rule for this kind and these roles (Cerbos's rule table query
         // returns no rows otherwise, so there is nothing to deny).
-        let role_units = index
-            .role_units(self.resource_version, scope)
+        let role_units = units
+            .roles
             .filter(|units| roles.iter().any(|r| units.contains_key(*r)))
-            .filter(|units| kind_has_rows(unit.map(|u| &**u), units, self.kind, roles));
+            .filter(|units| kind_has_rows(unit, units, self.kind, roles));
         if let Some(units) = role_units {
             for role in roles {
                 let Some(unit) = units.get(*role) else {
@@ -526,10 +588,9 @@ impl<'a, 's> Run<'a, 's> {
 
     /// Works out which derived roles hold at `scope`, as Cerbos does once per
     /// scope: conditions there see only the roles of that scope.
-    fn derive_roles(&mut self, scope: &str, all_roles: &[&str]) {
-        let index = self.shared.index;
+    fn derive_roles(&mut self, unit: Option<&'a ResourceUnit>, all_roles: &[&str]) {
         let mut here: Vec<&str> = Vec::new();
-        if let Some(unit) = index.resource_unit(self.resource_version, self.kind, scope) {
+        if let Some(unit) = unit {
             for derived in &unit.derived_roles {
                 let parents_match = derived.parent_roles.iter().any(|p| p.matches(all_roles));
                 if !parents_match {
@@ -849,7 +910,7 @@ fn conversion_message(err: &celx::err::CelxError) -> String {
 /// the roles that lists the kind.
 fn kind_has_rows(
     unit: Option<&ResourceUnit>,
-    role_units: &FastMap<Box<str>, std::sync::Arc<RoleUnit>>,
+    role_units: &FastMap<Box<str>, Arc<RoleUnit>>,
     kind: &str,
     roles: &[&str],
 ) -> bool {
