@@ -183,10 +183,12 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         })
         .collect();
     let all_roles: Vec<&str> = role_sets.iter().flatten().copied().collect();
+    // Cerbos finds a principal policy's scopes at the principal's version,
+    // but reads its rules from the rule table at the resource's version.
     let principal_units = ScopeUnits::lookup(
         index,
         PolicyType::Principal,
-        principal_version,
+        resource_version,
         &principal.id,
         &principal_scopes,
     );

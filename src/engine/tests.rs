@@ -182,6 +182,72 @@ rolePolicy:
     );
 }
 
+/// Cerbos finds a principal policy by the principal's version but reads
+/// its rules at the resource's version: a `v1` principal policy decides
+/// only for `v1` resources, whatever the principal's version, and names
+/// itself only when the principal asked for `v1` too.
+#[test]
+fn principal_rules_are_read_at_the_resource_version() {
+    let principal_policy = "
+apiVersion: api.cerbos.dev/v1
+principalPolicy:
+  principal: alice
+  version: v1
+  rules:
+    - resource: doc
+      actions: [{action: view, effect: EFFECT_ALLOW}]
+";
+    let edit_for_users = |version: &str| {
+        format!(
+            "
+apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  resource: doc
+  version: {version}
+  rules:
+    - actions: [edit]
+      effect: EFFECT_ALLOW
+      roles: [user]
+"
+        )
+    };
+    let (default, v1) = (edit_for_users("default"), edit_for_users("v1"));
+    let idx = index(&[
+        ("p.yaml", principal_policy),
+        ("r.yaml", &default),
+        ("r1.yaml", &v1),
+    ]);
+    let cases = [
+        ("v1", "default", Effect::Deny, "resource.doc.vdefault"),
+        ("v1", "v1", Effect::Allow, "principal.alice.vv1"),
+        ("default", "default", Effect::Deny, "resource.doc.vdefault"),
+        ("default", "v1", Effect::Allow, NO_MATCH),
+    ];
+    for (principal_version, resource_version, effect, policy) in cases {
+        let p = Principal {
+            policy_version: principal_version.to_string(),
+            ..principal("alice", &["user"])
+        };
+        let checks = [ResourceCheck {
+            resource: Resource {
+                kind: "doc".to_string(),
+                id: "1".to_string(),
+                policy_version: resource_version.to_string(),
+                ..Resource::default()
+            },
+            actions: vec!["view".to_string()],
+        }];
+        let now = chrono::Utc::now().fixed_offset();
+        let result = check(&idx, &p, None, &checks, now).remove(0);
+        let (got_effect, got_policy, _) = decided(&result, "view");
+        assert_eq!(
+            (got_effect, got_policy.as_str()),
+            (effect, policy),
+            "principal {principal_version}, resource {resource_version}"
+        );
+    }
+}
+
 #[test]
 fn principal_rules_match_the_sanitized_kind() {
     let policy = "
