@@ -172,17 +172,15 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         return result;
     }
 
-    // Each principal role with its ancestors, looked up once for all actions.
-    let role_sets: Vec<Vec<&str>> = principal
-        .roles
-        .iter()
-        .map(|role| {
-            let mut roles = Vec::new();
-            index.with_parent_roles(resource_scope, role, &mut roles);
-            roles
-        })
-        .collect();
-    let all_roles: Vec<&str> = role_sets.iter().flatten().copied().collect();
+    // Each principal role with its ancestors, looked up once for all
+    // actions: `role_spans[i]` is where role `i`'s list lies in `all_roles`.
+    let mut all_roles: Vec<&str> = Vec::new();
+    let mut role_spans = Vec::with_capacity(principal.roles.len());
+    for role in &principal.roles {
+        let start = all_roles.len();
+        index.with_parent_roles(resource_scope, role, &mut all_roles);
+        role_spans.push(start..all_roles.len());
+    }
     // Cerbos finds a principal policy's scopes at the principal's version,
     // but reads its rules from the rule table at the resource's version.
     let principal_units = ScopeUnits::lookup(
@@ -228,7 +226,7 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
                 PolicyType::Resource => (&resource_key, &resource_units, scoped_resource_exists),
             };
             decided.decision = Decision::NoMatch;
-            for (i, roles) in role_sets.iter().enumerate() {
+            for (i, span) in role_spans.iter().enumerate() {
                 // Principal rules apply to every role: one pass covers them all.
                 if i > 0 && policy_type == PolicyType::Principal {
                     break;
@@ -236,7 +234,7 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
                 let role_effect = run.evaluate_role(
                     policy_type,
                     action,
-                    roles,
+                    &all_roles[span.clone()],
                     &all_roles,
                     scopes,
                     if exists { main_key.as_str() } else { NO_MATCH },
@@ -307,23 +305,26 @@ impl<'a, 's> ScopeUnits<'a, 's> {
         name: &str,
         scopes: &[&'s str],
     ) -> Vec<ScopeUnits<'a, 's>> {
-        let principal = policy_type == PolicyType::Principal;
         scopes
             .iter()
-            .map(|&scope| ScopeUnits {
-                scope,
-                principal: principal
-                    .then(|| index.principal_unit(name, version, scope))
-                    .flatten()
-                    .map(|u| &**u),
-                resource: (!principal)
-                    .then(|| index.resource_unit(version, name, scope))
-                    .flatten()
-                    .map(|u| &**u),
-                roles: (!principal)
-                    .then(|| index.role_units(version, scope))
-                    .flatten(),
-                permissions: index.scope_permissions(scope),
+            .map(|&scope| {
+                let mut units = ScopeUnits {
+                    scope,
+                    principal: None,
+                    resource: None,
+                    roles: None,
+                    permissions: index.scope_permissions(scope),
+                };
+                match policy_type {
+                    PolicyType::Principal => {
+                        units.principal = index.principal_unit(name, version, scope).map(|u| &**u);
+                    }
+                    PolicyType::Resource => {
+                        units.resource = index.resource_unit(version, name, scope).map(|u| &**u);
+                        units.roles = index.role_units(version, scope);
+                    }
+                }
+                units
             })
             .collect()
     }

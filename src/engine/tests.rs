@@ -53,6 +53,15 @@ fn one(
         attr: attr.as_object().cloned().unwrap_or_default(),
         ..Resource::default()
     };
+    check_one(index, principal, resource, actions)
+}
+
+fn check_one(
+    index: &RuleIndex,
+    principal: &Principal,
+    resource: Resource,
+    actions: &[&str],
+) -> CheckResult {
     let checks = [ResourceCheck {
         resource,
         actions: actions.iter().map(|a| a.to_string()).collect(),
@@ -228,17 +237,13 @@ resourcePolicy:
             policy_version: principal_version.to_string(),
             ..principal("alice", &["user"])
         };
-        let checks = [ResourceCheck {
-            resource: Resource {
-                kind: "doc".to_string(),
-                id: "1".to_string(),
-                policy_version: resource_version.to_string(),
-                ..Resource::default()
-            },
-            actions: vec!["view".to_string()],
-        }];
-        let now = chrono::Utc::now().fixed_offset();
-        let result = check(&idx, &p, None, &checks, now).remove(0);
+        let resource = Resource {
+            kind: "doc".to_string(),
+            id: "1".to_string(),
+            policy_version: resource_version.to_string(),
+            ..Resource::default()
+        };
+        let result = check_one(&idx, &p, resource, &["view"]);
         let (got_effect, got_policy, _) = decided(&result, "view");
         assert_eq!(
             (got_effect, got_policy.as_str()),
