@@ -107,6 +107,7 @@ fn probe_verdict(args: &[String]) -> Result<Value, String> {
         let mut held = Vec::with_capacity(bodies.warm);
         let cpu_before = cpu_time(function.pid());
         let faults_before = minor_faults(function.pid());
+        let migrations_before = migrations(function.pid());
         for n in 0..bodies.warm {
             let (outcome, duration) =
                 api.invoke_timed(&format!("{shape}-{n}"), event, Duration::from_secs(10))?;
@@ -125,6 +126,10 @@ fn probe_verdict(args: &[String]) -> Result<Value, String> {
         }
         if let (Some(before), Some(after)) = (faults_before, minor_faults(function.pid())) {
             report[format!("faults_{shape}")] =
+                json!(after.saturating_sub(before) as f64 / bodies.warm.max(1) as f64);
+        }
+        if let (Some(before), Some(after)) = (migrations_before, migrations(function.pid())) {
+            report[format!("migrations_{shape}")] =
                 json!(after.saturating_sub(before) as f64 / bodies.warm.max(1) as f64);
         }
         add_percentiles(&mut report, shape, &mut held);
@@ -427,6 +432,24 @@ fn minor_faults(pid: u32) -> Option<u64> {
     // Fields after the parenthesised command name, which may hold spaces.
     let rest = stat.rsplit_once(')')?.1;
     rest.split_whitespace().nth(7)?.parse().ok()
+}
+
+/// Moves of the process's live threads between CPUs so far
+/// (`/proc/PID/task/*/sched`): a thread that moves finds its cache lines on
+/// the other CPU.
+fn migrations(pid: u32) -> Option<u64> {
+    let mut moves = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let sched = std::fs::read_to_string(task.ok()?.path().join("sched")).ok()?;
+        moves += sched
+            .lines()
+            .find_map(|line| line.strip_prefix("se.nr_migrations"))?
+            .trim_start_matches([' ', ':'])
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+    }
+    Some(moves)
 }
 
 fn free_port() -> Result<u16, String> {
