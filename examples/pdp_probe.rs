@@ -417,12 +417,8 @@ fn status_mb(pid: u32, field: &str) -> Result<f64, String> {
 /// CPU time the process's live threads have used so far
 /// (`/proc/PID/task/*/schedstat`, in ns).
 fn cpu_time(pid: u32) -> Option<Duration> {
-    let mut nanos = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        nanos += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(Duration::from_nanos(nanos))
+    sum_over_threads(pid, "schedstat", |stat| stat.split_whitespace().next())
+        .map(Duration::from_nanos)
 }
 
 /// Minor page faults of the whole process so far (`/proc/PID/stat`, field
@@ -438,18 +434,23 @@ fn minor_faults(pid: u32) -> Option<u64> {
 /// (`/proc/PID/task/*/sched`): a thread that moves finds its cache lines on
 /// the other CPU.
 fn migrations(pid: u32) -> Option<u64> {
-    let mut moves = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let sched = std::fs::read_to_string(task.ok()?.path().join("sched")).ok()?;
-        moves += sched
+    sum_over_threads(pid, "sched", |sched| {
+        sched
             .lines()
-            .find_map(|line| line.strip_prefix("se.nr_migrations"))?
-            .trim_start_matches([' ', ':'])
-            .trim()
-            .parse::<u64>()
-            .ok()?;
+            .find_map(|line| line.strip_prefix("se.nr_migrations"))
+            .map(|rest| rest.trim_start_matches([' ', ':']).trim())
+    })
+}
+
+/// Sums one number over the process's live threads: `field` finds it in
+/// each thread's `/proc/PID/task/TID/FILE`.
+fn sum_over_threads(pid: u32, file: &str, field: impl Fn(&str) -> Option<&str>) -> Option<u64> {
+    let mut sum = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let text = std::fs::read_to_string(task.ok()?.path().join(file)).ok()?;
+        sum += field(&text)?.parse::<u64>().ok()?;
     }
-    Some(moves)
+    Some(sum)
 }
 
 fn free_port() -> Result<u16, String> {

@@ -339,25 +339,6 @@ impl RuleIndex {
         self.roles.get(version)?.get(scope)
     }
 
-    /// Whether any resource-kind rule (resource or role policy) for `kind`
-    /// exists at `version` in one of `scopes`.
-    pub(crate) fn scoped_resource_exists(
-        &self,
-        version: &str,
-        kind: &str,
-        scopes: &[&str],
-    ) -> bool {
-        let by_kind = self.resources.get(version).and_then(|k| k.get(kind));
-        scopes.iter().any(|scope| {
-            by_kind.is_some_and(|s| s.contains_key(*scope))
-                || self.role_units(version, scope).is_some_and(|units| {
-                    units
-                        .values()
-                        .any(|u| u.rules.iter().any(|r| r.resource.matches(kind)))
-                })
-        })
-    }
-
     /// Whether any principal policy exists at `version` in one of `scopes`.
     pub(crate) fn scoped_principal_exists(&self, version: &str, scopes: &[&str]) -> bool {
         self.principal_version_scopes

@@ -147,11 +147,15 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
     }
 
     let kind = sanitize(&resource.kind);
+    let resource_units = ScopeUnits::lookup(
+        index,
+        PolicyType::Resource,
+        resource_version,
+        &kind,
+        &resource_scopes,
+    );
     if settings.schema_enforcement != SchemaEnforcement::None {
-        let unit = resource_scopes
-            .first()
-            .and_then(|scope| index.resource_unit(resource_version, &kind, scope));
-        if let Some(unit) = unit {
+        if let Some(unit) = resource_units.first().and_then(|units| units.resource) {
             result.validation_errors = validate(unit, principal, resource, &item.actions);
             if !result.validation_errors.is_empty()
                 && settings.schema_enforcement == SchemaEnforcement::Reject
@@ -166,8 +170,9 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
 
     let scoped_principal_exists =
         index.scoped_principal_exists(principal_version, &principal_scopes);
-    let scoped_resource_exists =
-        index.scoped_resource_exists(resource_version, &kind, &resource_scopes);
+    let scoped_resource_exists = resource_units
+        .iter()
+        .any(|units| units.has_rules_for(&kind));
     if !scoped_principal_exists && !scoped_resource_exists {
         return result;
     }
@@ -189,13 +194,6 @@ fn check_resource(shared: &Shared<'_>, item: &ResourceCheck) -> CheckResult {
         resource_version,
         &principal.id,
         &principal_scopes,
-    );
-    let resource_units = ScopeUnits::lookup(
-        index,
-        PolicyType::Resource,
-        resource_version,
-        &kind,
-        &resource_scopes,
     );
 
     let mut run = Run {
@@ -327,6 +325,17 @@ impl<'a, 's> ScopeUnits<'a, 's> {
                 units
             })
             .collect()
+    }
+
+    /// Whether this scope has a resource policy for `kind`, or a role
+    /// policy with a rule for it.
+    fn has_rules_for(&self, kind: &str) -> bool {
+        self.resource.is_some()
+            || self.roles.is_some_and(|units| {
+                units
+                    .values()
+                    .any(|unit| unit.rules.iter().any(|rule| rule.resource.matches(kind)))
+            })
     }
 }
 
