@@ -15,7 +15,7 @@ use super::cors::Cors;
 use super::embed::EscapedBody;
 use super::err::{HandlerError, InitError};
 use super::event::{Headers, HttpEvent, LambdaResponse};
-use crate::api::{from_json_bytes, render_error, Api, ApiError};
+use crate::api::{render_error, Api, ApiError};
 use crate::config::Config;
 use crate::loader::{LoadReport, PolicySet, Refresh};
 
@@ -150,7 +150,7 @@ impl Handler {
     /// runtime (whose code and data would be a few more cache lines to fetch
     /// on a CPU that was idle before the event).
     pub fn respond_json(&self, event: &[u8]) -> Result<Vec<u8>, HandlerError> {
-        let event: HttpEvent = from_json_bytes(event).map_err(HandlerError::Event)?;
+        let event = HttpEvent::from_json(event).map_err(HandlerError::Event)?;
         self.respond(&event)?
             .to_json()
             .map_err(HandlerError::Render)
