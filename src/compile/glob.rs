@@ -17,6 +17,10 @@ pub enum Pattern {
     Any,
     /// No glob characters: plain equality.
     Literal(Box<str>),
+    /// Plain text then one `*` (`view:*`, `res_*`): the text, then anything
+    /// within its segment. Policies mostly use this form, and testing a
+    /// prefix spares a regex search per rule and action.
+    Prefix(Box<str>),
     /// Anything else. Shared: policy sets repeat the same few patterns, and
     /// building a matcher (a regex automaton) is the costly part.
     Glob(Arc<GlobMatcher>),
@@ -40,8 +44,14 @@ impl Pattern {
         if pattern == "*" || pattern == "**" {
             return Ok(Pattern::Any);
         }
-        if !pattern.contains(['*', '?', '[', '{', '\\']) {
+        const GLOB_SYNTAX: [char; 5] = ['*', '?', '[', '{', '\\'];
+        if !pattern.contains(GLOB_SYNTAX) {
             return Ok(Pattern::Literal(pattern.into()));
+        }
+        if let Some(prefix) = pattern.strip_suffix('*') {
+            if !prefix.contains(GLOB_SYNTAX) {
+                return Ok(Pattern::Prefix(prefix.into()));
+            }
         }
         // gobwas' `**` crosses separators wherever it appears; globset only
         // treats it so next to a separator, so such a pattern is matched
@@ -64,6 +74,10 @@ impl Pattern {
         match self {
             Pattern::Any => true,
             Pattern::Literal(literal) => **literal == *value,
+            // `*` does not cross a `:`; a `/` is no separator in a name.
+            Pattern::Prefix(prefix) => value
+                .strip_prefix(&**prefix)
+                .is_some_and(|rest| !rest.contains(':')),
             Pattern::Glob(matcher) if value.contains([':', '/']) => {
                 matcher.is_match(translate(value))
             }
@@ -119,6 +133,43 @@ mod tests {
         assert!(matches("documents/view", "documents/view"));
         assert!(matches("doc*/view", "docs/view"));
         assert!(!matches("view", "views"));
+    }
+
+    #[test]
+    fn a_trailing_star_matches_as_globset_does() {
+        let values = [
+            "",
+            "view",
+            "view:",
+            "view:public",
+            "view:public:all",
+            "view:a/b",
+            "viewer",
+            "res_",
+            "res_0001",
+            "res_a:b",
+            "res/x",
+            "doc:",
+            "x:view:public",
+        ];
+        for pattern in ["view:*", "view*", "res_*", "doc:*", "a/b:*"] {
+            let prefix = Pattern::new(pattern).unwrap();
+            assert!(matches!(prefix, Pattern::Prefix(_)), "{pattern}");
+            let translated = translate(pattern);
+            let glob = globset::GlobBuilder::new(&translated)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            for value in values {
+                assert_eq!(
+                    prefix.matches(value),
+                    glob.is_match(translate(value)),
+                    "{pattern} against {value:?}"
+                );
+            }
+        }
     }
 
     #[test]
