@@ -87,7 +87,7 @@ fn message(value: &dyn Val, message_type: &MessageType) -> Result<Value, CelxErr
 
 /// A double as a JSON number: whole numbers that a double holds exactly
 /// render without a fraction, as protobuf's JSON does.
-fn double(d: f64, type_name: &str) -> Result<Value, CelxError> {
+pub(crate) fn double(d: f64, type_name: &str) -> Result<Value, CelxError> {
     if !d.is_finite() {
         return Err(CelxError::convert(
             type_name,
@@ -135,7 +135,7 @@ fn duration_string(d: &chrono::Duration) -> String {
 }
 
 /// A timestamp as protobuf's JSON renders it: UTC, `Z`.
-fn timestamp_string(t: &chrono::DateTime<chrono::FixedOffset>) -> String {
+pub(crate) fn timestamp_string(t: &chrono::DateTime<chrono::FixedOffset>) -> String {
     let utc = t.with_timezone(&chrono::Utc);
     format!(
         "{}{}Z",
@@ -146,7 +146,7 @@ fn timestamp_string(t: &chrono::DateTime<chrono::FixedOffset>) -> String {
 
 /// An int as cel-go renders it: a number when a double holds it exactly, a
 /// decimal string otherwise.
-fn int(i: i64) -> Value {
+pub(crate) fn int(i: i64) -> Value {
     if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) {
         Value::Number(Number::from(i))
     } else {

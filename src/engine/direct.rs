@@ -51,6 +51,19 @@ impl Scalar<'_> {
             Scalar::Timestamp(t) => celx::timestamp_val(t),
         }
     }
+
+    /// The value as `celx::val_to_json` renders it as `cel` holds it; `None`
+    /// for a double with no JSON form.
+    fn to_json(self) -> Option<serde_json::Value> {
+        use celx::scalar_json;
+        match self {
+            Scalar::Str(s) => Some(serde_json::Value::String(s.to_string())),
+            Scalar::Bool(b) => Some(serde_json::Value::Bool(b)),
+            Scalar::Int(i) => Some(scalar_json::int(i)),
+            Scalar::Double(d) => scalar_json::double(d).ok(),
+            Scalar::Timestamp(t) => Some(scalar_json::timestamp(&t)),
+        }
+    }
 }
 
 /// The value of `expr`, or `None` when `cel` must evaluate it: an operand
@@ -109,7 +122,7 @@ pub fn evaluate<'a>(expr: &'a Direct, inputs: &Inputs<'a>) -> Option<Scalar<'a>>
 /// An output's value as JSON, converted as `cel`'s would be, or `None`
 /// when `cel` must evaluate it.
 pub fn output(expr: &Direct, inputs: &Inputs<'_>) -> Option<serde_json::Value> {
-    let json = |value: Scalar<'_>| celx::val_to_json(&*value.to_val()).ok();
+    let json = Scalar::to_json;
     match expr {
         Direct::Map(entries) => {
             let mut object = serde_json::Map::new();
