@@ -127,7 +127,7 @@ pub fn output(expr: &Direct, inputs: &Inputs<'_>) -> Option<serde_json::Value> {
         Direct::Map(entries) => {
             let mut object = serde_json::Map::new();
             for (key, value) in entries.iter() {
-                object.insert(key.to_string(), json(evaluate(value, inputs)?)?);
+                object.insert(String::from(&**key), json(evaluate(value, inputs)?)?);
             }
             Some(serde_json::Value::Object(object))
         }

@@ -872,7 +872,7 @@ impl<'a, 's> Run<'a, 's> {
                 values = so_far.into_inner();
                 // A variable that fails to evaluate is left undefined, as in Cerbos.
                 if let Some(value) = result {
-                    values.insert(CelMapKey::from(name.to_string()), value);
+                    values.insert(CelMapKey::from(String::from(&**name)), value);
                 }
             }
             self.variables[position].values = CelMap::from(values);
