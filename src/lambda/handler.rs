@@ -201,7 +201,9 @@ impl Handler {
                 (status, EscapedBody::from_json(&error.body()), allow)
             }
         };
-        let mut headers: Headers = vec![("content-type", Cow::Borrowed("application/json"))];
+        // Room for `allow` or the two CORS headers without growing.
+        let mut headers: Headers = Vec::with_capacity(3);
+        headers.push(("content-type", Cow::Borrowed("application/json")));
         if let Some(allow) = allow {
             headers.push(("allow", Cow::Borrowed(allow)));
         }
