@@ -13,6 +13,12 @@ use chrono::{DateTime, FixedOffset};
 use crate::celx;
 use crate::compile::direct::{parse_timestamp, Comparison, Direct, Field, Literal, StringTest};
 
+/// `V` as the direct form reads it: a variable's value by name.
+pub trait VariableValues {
+    /// The value of variable `name`, when it has one.
+    fn value(&self, name: &str) -> Option<&dyn Val>;
+}
+
 /// What a direct expression reads besides literals.
 pub struct Inputs<'a> {
     /// `P`.
@@ -20,7 +26,7 @@ pub struct Inputs<'a> {
     /// `R`.
     pub resource: &'a Resource,
     /// `V`.
-    pub variables: &'a dyn Val,
+    pub variables: &'a dyn VariableValues,
     /// `C`.
     pub constants: &'a dyn Val,
 }
@@ -72,7 +78,7 @@ pub fn evaluate<'a>(expr: &'a Direct, inputs: &Inputs<'a>) -> Option<Scalar<'a>>
     match expr {
         Direct::Literal(literal) => Some(literal_scalar(literal)),
         Direct::Request(field, keys) => request(*field, keys, inputs),
-        Direct::Variable(name) => entry(inputs.variables, name),
+        Direct::Variable(name) => val_scalar(inputs.variables.value(name)?),
         Direct::Constant(name) => entry(inputs.constants, name),
         Direct::Compare(op, left, right) => {
             let left = evaluate(left, inputs)?;
@@ -164,16 +170,18 @@ fn member(operand: Scalar<'_>, list: &Direct, inputs: &Inputs<'_>) -> Option<boo
                 found |= equal(operand, json_scalar(item)?)?;
             }
         }
-        Direct::Variable(name) => found = val_member(operand, inputs.variables, name)?,
-        Direct::Constant(name) => found = val_member(operand, inputs.constants, name)?,
+        Direct::Variable(name) => found = val_member(operand, inputs.variables.value(name)?)?,
+        Direct::Constant(name) => {
+            found = val_member(operand, entry_val(inputs.constants, name)?)?;
+        }
         _ => return None,
     }
     Some(found)
 }
 
-fn val_member(operand: Scalar<'_>, map: &dyn Val, name: &str) -> Option<bool> {
+fn val_member(operand: Scalar<'_>, list: &dyn Val) -> Option<bool> {
     let mut found = false;
-    for item in entry_val(map, name)?.downcast_ref::<CelList>()?.inner() {
+    for item in list.downcast_ref::<CelList>()?.inner() {
         found |= equal(operand, val_scalar(&**item)?)?;
     }
     Some(found)
@@ -312,10 +320,19 @@ mod tests {
             .unwrap_or_else(|| panic!("no direct form for {source}"))
     }
 
+    /// `V` from a CEL map, as `cel` sees it too.
+    struct MapVariables(Box<dyn Val>);
+
+    impl VariableValues for MapVariables {
+        fn value(&self, name: &str) -> Option<&dyn Val> {
+            entry_val(&*self.0, name)
+        }
+    }
+
     fn inputs<'a>(
         principal: &'a Principal,
         resource: &'a Resource,
-        variables: &'a dyn Val,
+        variables: &'a MapVariables,
         constants: &'a dyn Val,
     ) -> Inputs<'a> {
         Inputs {
@@ -327,7 +344,11 @@ mod tests {
     }
 
     /// `cel`'s value for `source`, as JSON; `None` when it fails.
-    fn by_cel(source: &str, inputs: &Inputs<'_>) -> Option<serde_json::Value> {
+    fn by_cel(
+        source: &str,
+        inputs: &Inputs<'_>,
+        variables: &MapVariables,
+    ) -> Option<serde_json::Value> {
         let program = celx::compile(source).unwrap();
         let principal = LazyVal::principal(inputs.principal);
         let resource = LazyVal::resource(inputs.resource);
@@ -342,7 +363,7 @@ mod tests {
                 aux_data: &aux,
             },
             runtime: &runtime,
-            variables: inputs.variables,
+            variables: &*variables.0,
             constants: inputs.constants,
             globals: &*globals,
             now: &*now,
@@ -426,14 +447,14 @@ mod tests {
                     attr: object(resource_attr.clone()),
                     ..Resource::default()
                 };
-                let variables = celx::json_to_static_val(&json!({}));
-                let inputs = inputs(&principal, &resource, &*variables, &*constants);
+                let variables = MapVariables(celx::json_to_static_val(&json!({})));
+                let inputs = inputs(&principal, &resource, &variables, &*constants);
                 for source in sources {
                     if let Some(value) = evaluate(&direct_of(source), &inputs) {
                         answered += 1;
                         assert_eq!(
                             value == Scalar::Bool(true),
-                            by_cel(source, &inputs) == Some(json!(true)),
+                            by_cel(source, &inputs, &variables) == Some(json!(true)),
                             "{source} on P.attr {principal_attr} and R.attr {resource_attr}"
                         );
                     }
@@ -460,9 +481,9 @@ mod tests {
             attr: object(json!({"size": 10, "ratio": 0.25, "at": "2024-05-01T02:00:00.5+02:00"})),
             ..Resource::default()
         };
-        let variables = celx::json_to_static_val(&json!({"on": true}));
+        let variables = MapVariables(celx::json_to_static_val(&json!({"on": true})));
         let constants = celx::json_to_static_val(&json!({"limit": 100}));
-        let inputs = inputs(&principal, &resource, &*variables, &*constants);
+        let inputs = inputs(&principal, &resource, &variables, &*constants);
         for source in [
             "{'rule': 'edit', 'kind': R.kind, 'size': R.attr.size, 'ratio': R.attr.ratio}",
             "{'z': V.on, 'a': C.limit > R.attr.size, 'n': 9007199254740993, 'when': timestamp(R.attr.at)}",
@@ -472,7 +493,7 @@ mod tests {
         ] {
             let by_direct =
                 output(&direct_of(source), &inputs).unwrap_or_else(|| panic!("{source}"));
-            assert_eq!(Some(by_direct), by_cel(source, &inputs), "{source}");
+            assert_eq!(Some(by_direct), by_cel(source, &inputs, &variables), "{source}");
         }
     }
 
@@ -480,9 +501,11 @@ mod tests {
     fn variables_are_read_when_they_hold_scalars() {
         let principal = Principal::default();
         let resource = Resource::default();
-        let variables = celx::json_to_static_val(&json!({"yes": true, "list": [true]}));
+        let variables = MapVariables(celx::json_to_static_val(
+            &json!({"yes": true, "list": [true]}),
+        ));
         let constants = celx::json_to_static_val(&json!({}));
-        let inputs = inputs(&principal, &resource, &*variables, &*constants);
+        let inputs = inputs(&principal, &resource, &variables, &*constants);
         let run = |source: &str| {
             evaluate(&direct_of(source), &inputs).map(|value| value == Scalar::Bool(true))
         };

@@ -384,10 +384,58 @@ enum VarSlot<'i> {
 /// time an expression needs it, at most once per check.
 struct SlotVariables<'i> {
     slot: VarSlot<'i>,
-    /// `V`: the values of those that evaluated without error.
-    values: CelMap<'static>,
+    /// By position in `Params::variables`: the value, or `None` before it
+    /// is evaluated and when it failed (an undefined variable, as in
+    /// Cerbos). Kept by position rather than in a `V` map, which hashed
+    /// each name with SipHash on every insert and lookup; the map is only
+    /// built for `cel`, and only when an expression reads `V`.
+    values: Vec<Option<StaticVal>>,
     /// Which variables, by position in `Params::variables`, were evaluated.
     evaluated: Vec<bool>,
+}
+
+/// The values of one slot's variables, by name.
+#[derive(Clone, Copy)]
+struct SlotValues<'x> {
+    definitions: &'x [(Arc<str>, Arc<CompiledExpr>)],
+    values: &'x [Option<StaticVal>],
+}
+
+impl SlotValues<'_> {
+    const NONE: SlotValues<'static> = SlotValues {
+        definitions: &[],
+        values: &[],
+    };
+
+    /// `V` as `cel` reads it, for `expr`: a map of the values so far when
+    /// it reads `V`, an empty one otherwise.
+    fn cel_map(&self, expr: &CompiledExpr) -> Option<StaticVal> {
+        if expr.variables.is_empty() && !expr.reads_all_variables {
+            return None;
+        }
+        let map: HashMap<CelMapKey<'static>, StaticVal> = self
+            .definitions
+            .iter()
+            .zip(self.values)
+            .filter_map(|((name, _), value)| {
+                let value = value.as_ref()?;
+                Some((
+                    CelMapKey::from(String::from(&**name)),
+                    value.clone_as_boxed(),
+                ))
+            })
+            .collect();
+        Some(Box::new(CelMap::from(map)))
+    }
+}
+
+impl direct::VariableValues for SlotValues<'_> {
+    fn value(&self, name: &str) -> Option<&dyn Val> {
+        // A policy defines a handful of variables: comparing names is
+        // cheaper than hashing one.
+        let at = self.definitions.iter().position(|(n, _)| **n == *name)?;
+        self.values.get(at)?.as_deref()
+    }
 }
 
 /// The evaluation state of one resource check.
@@ -722,13 +770,14 @@ impl<'a, 's> Run<'a, 's> {
         };
         let slot = VarSlot::Policy(params.id);
         self.ensure_variables(params, slot, expr);
-        let variables = self.variables_of(slot);
+        let variables = self.variables_of(params, slot);
         if let Some(direct) = &expr.direct {
-            if let Some(json) = direct::output(direct, &self.inputs(params, variables)) {
+            if let Some(json) = direct::output(direct, &self.inputs(params, &variables)) {
                 return Ok(json);
             }
         }
-        let activation = self.activation(params, variables);
+        let map = variables.cel_map(expr);
+        let activation = self.activation(params, map.as_deref());
         let mut context = Context::with_env(celx::environment());
         context.set_variable_resolver(&activation);
         let json = match Value::resolve_val(expr.program.expression(), &context) {
@@ -738,14 +787,22 @@ impl<'a, 's> Run<'a, 's> {
         json
     }
 
-    fn variables_of(&self, slot: VarSlot<'_>) -> &dyn Val {
+    /// The values of `slot`'s variables so far; `params` defines them.
+    fn variables_of<'x>(&'x self, params: &'x Params, slot: VarSlot<'_>) -> SlotValues<'x> {
         self.variables
             .iter()
             .find(|v| v.slot == slot)
-            .map_or(&**EMPTY_MAP, |v| &v.values)
+            .map_or(SlotValues::NONE, |v| SlotValues {
+                definitions: &params.variables,
+                values: &v.values,
+            })
     }
 
-    fn inputs<'x>(&'x self, params: &'x Params, variables: &'x dyn Val) -> Inputs<'x> {
+    fn inputs<'x>(
+        &'x self,
+        params: &'x Params,
+        variables: &'x dyn direct::VariableValues,
+    ) -> Inputs<'x> {
         Inputs {
             principal: self.shared.principal,
             resource: self.shared.resource,
@@ -754,11 +811,17 @@ impl<'a, 's> Run<'a, 's> {
         }
     }
 
-    fn activation<'x>(&'x self, params: &'x Params, variables: &'x dyn Val) -> Activation<'x> {
+    /// The activation for `cel`, with `variables` as `V` (an empty map when
+    /// the expression does not read it).
+    fn activation<'x>(
+        &'x self,
+        params: &'x Params,
+        variables: Option<&'x dyn Val>,
+    ) -> Activation<'x> {
         Activation {
             request: self.shared.request,
             runtime: &self.runtime,
-            variables,
+            variables: variables.unwrap_or(&**EMPTY_MAP),
             constants: &*params.constants,
             globals: &*self.shared.index.globals,
             now: self.shared.now,
@@ -799,13 +862,15 @@ impl<'a, 's> Run<'a, 's> {
         match condition {
             Condition::Expr(expr) => {
                 self.ensure_variables(params, slot, expr);
-                let variables = self.variables_of(slot);
+                let variables = self.variables_of(params, slot);
                 if let Some(direct) = &expr.direct {
-                    if let Some(value) = direct::evaluate(direct, &self.inputs(params, variables)) {
+                    if let Some(value) = direct::evaluate(direct, &self.inputs(params, &variables))
+                    {
                         return value == Scalar::Bool(true);
                     }
                 }
-                let activation = self.activation(params, variables);
+                let map = variables.cel_map(expr);
+                let activation = self.activation(params, map.as_deref());
                 matches!(evaluate(expr, &activation), Some(Value::Bool(true)))
             }
             Condition::All(children) => children.iter().all(|c| self.satisfied(c, params, slot)),
@@ -847,7 +912,9 @@ impl<'a, 's> Run<'a, 's> {
             None => {
                 self.variables.push(SlotVariables {
                     slot,
-                    values: CelMap::default(),
+                    values: std::iter::repeat_with(|| None)
+                        .take(params.variables.len())
+                        .collect(),
                     evaluated: vec![false; params.variables.len()],
                 });
                 self.variables.len() - 1
@@ -855,27 +922,28 @@ impl<'a, 's> Run<'a, 's> {
         };
         let pending = |state: &SlotVariables<'_>, i: usize| needed[i] && !state.evaluated[i];
         if (0..needed.len()).any(|i| pending(&self.variables[position], i)) {
-            let mut values = std::mem::take(&mut self.variables[position].values).into_inner();
-            for (i, (name, expr)) in params.variables.iter().enumerate() {
+            let mut values = std::mem::take(&mut self.variables[position].values);
+            for (i, (_, expr)) in params.variables.iter().enumerate() {
                 if !pending(&self.variables[position], i) {
                     continue;
                 }
                 self.variables[position].evaluated[i] = true;
-                let so_far = CelMap::from(std::mem::take(&mut values));
+                let so_far = SlotValues {
+                    definitions: &params.variables,
+                    values: &values,
+                };
                 let direct = expr.direct.as_ref().and_then(|direct| {
                     direct::evaluate(direct, &self.inputs(params, &so_far)).map(Scalar::to_val)
                 });
+                // A variable that fails to evaluate is left undefined, as in Cerbos.
                 let result = direct.or_else(|| {
-                    let activation = self.activation(params, &so_far);
+                    let map = so_far.cel_map(expr);
+                    let activation = self.activation(params, map.as_deref());
                     evaluate(expr, &activation).and_then(|v| StaticVal::try_from(v).ok())
                 });
-                values = so_far.into_inner();
-                // A variable that fails to evaluate is left undefined, as in Cerbos.
-                if let Some(value) = result {
-                    values.insert(CelMapKey::from(String::from(&**name)), value);
-                }
+                values[i] = result;
             }
-            self.variables[position].values = CelMap::from(values);
+            self.variables[position].values = values;
         }
         self.needed = needed;
     }
