@@ -58,8 +58,11 @@ pub type StaticVal = Box<dyn Val + 'static>;
 pub struct Params {
     /// Identifies the set in the per-check variable cache.
     pub id: usize,
-    /// `C` / `constants`.
+    /// `C` / `constants`, as `cel` reads it.
     pub constants: StaticVal,
+    /// The same constants by name, for the engine's direct form: a lookup
+    /// in `constants` hashes the name with SipHash.
+    pub constant_values: FastMap<Box<str>, StaticVal>,
     /// `V` / `variables`, in an order where each comes after those it reads.
     pub variables: Vec<(Arc<str>, Arc<CompiledExpr>)>,
     /// For each variable, by position in `variables`, the positions of the
@@ -383,6 +386,7 @@ mod tests {
         let params = Params {
             id: 0,
             constants: crate::celx::json_to_static_val(&serde_json::json!({})),
+            constant_values: FastMap::default(),
             variables,
             reads,
             reads_runtime: false,

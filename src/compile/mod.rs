@@ -649,6 +649,12 @@ impl<'p> Builder<'p> {
             Arc::new(Params {
                 id: self.next_params - 1,
                 constants: celx::json_to_static_val(&constants_json),
+                constant_values: constants_json
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, value)| (name.as_str().into(), celx::json_to_static_val(value)))
+                    .collect(),
                 reads_runtime: variables.iter().any(|(_, e)| e.reads_runtime),
                 variables,
                 reads,

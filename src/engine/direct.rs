@@ -5,18 +5,26 @@
 use std::cmp::Ordering;
 
 use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelString};
-use cel::common::value::{CowVal, Val};
+use cel::common::value::Val;
 
 use super::{Principal, Resource};
 use chrono::{DateTime, FixedOffset};
 
 use crate::celx;
 use crate::compile::direct::{parse_timestamp, Comparison, Direct, Field, Literal, StringTest};
+use crate::compile::FastMap;
 
-/// `V` as the direct form reads it: a variable's value by name.
-pub trait VariableValues {
-    /// The value of variable `name`, when it has one.
+/// `V` or `C` as the direct form reads them: a value by name.
+pub trait NamedValues {
+    /// The value named `name`, when there is one.
     fn value(&self, name: &str) -> Option<&dyn Val>;
+}
+
+/// A policy's constants by name (`Params::constant_values`).
+impl NamedValues for FastMap<Box<str>, Box<dyn Val>> {
+    fn value(&self, name: &str) -> Option<&dyn Val> {
+        self.get(name).map(|value| &**value)
+    }
 }
 
 /// What a direct expression reads besides literals.
@@ -26,9 +34,9 @@ pub struct Inputs<'a> {
     /// `R`.
     pub resource: &'a Resource,
     /// `V`.
-    pub variables: &'a dyn VariableValues,
+    pub variables: &'a dyn NamedValues,
     /// `C`.
-    pub constants: &'a dyn Val,
+    pub constants: &'a dyn NamedValues,
 }
 
 /// A value the direct form works with.
@@ -79,7 +87,7 @@ pub fn evaluate<'a>(expr: &'a Direct, inputs: &Inputs<'a>) -> Option<Scalar<'a>>
         Direct::Literal(literal) => Some(literal_scalar(literal)),
         Direct::Request(field, keys) => request(*field, keys, inputs),
         Direct::Variable(name) => val_scalar(inputs.variables.value(name)?),
-        Direct::Constant(name) => entry(inputs.constants, name),
+        Direct::Constant(name) => val_scalar(inputs.constants.value(name)?),
         Direct::Compare(op, left, right) => {
             let left = evaluate(left, inputs)?;
             let right = evaluate(right, inputs)?;
@@ -172,7 +180,7 @@ fn member(operand: Scalar<'_>, list: &Direct, inputs: &Inputs<'_>) -> Option<boo
         }
         Direct::Variable(name) => found = val_member(operand, inputs.variables.value(name)?)?,
         Direct::Constant(name) => {
-            found = val_member(operand, entry_val(inputs.constants, name)?)?;
+            found = val_member(operand, inputs.constants.value(name)?)?;
         }
         _ => return None,
     }
@@ -220,19 +228,6 @@ fn json_scalar(value: &serde_json::Value) -> Option<Scalar<'_>> {
         serde_json::Value::Bool(b) => Some(Scalar::Bool(*b)),
         serde_json::Value::Number(n) => n.as_f64().map(Scalar::Double),
         _ => None,
-    }
-}
-
-/// `map["name"]` for `V` and `C`, when it holds a scalar.
-fn entry<'a>(map: &'a dyn Val, name: &str) -> Option<Scalar<'a>> {
-    val_scalar(entry_val(map, name)?)
-}
-
-fn entry_val<'a>(map: &'a dyn Val, name: &str) -> Option<&'a dyn Val> {
-    let key = CelString::from(name);
-    match map.as_indexer()?.get(&key).ok()? {
-        CowVal::Borrowed(value) => Some(value),
-        CowVal::Owned(_) => None,
     }
 }
 
@@ -320,12 +315,18 @@ mod tests {
             .unwrap_or_else(|| panic!("no direct form for {source}"))
     }
 
-    /// `V` from a CEL map, as `cel` sees it too.
+    use cel::common::value::CowVal;
+
+    /// `V` or `C` from a CEL map, as `cel` sees it too.
     struct MapVariables(Box<dyn Val>);
 
-    impl VariableValues for MapVariables {
+    impl NamedValues for MapVariables {
         fn value(&self, name: &str) -> Option<&dyn Val> {
-            entry_val(&*self.0, name)
+            let key = CelString::from(name);
+            match self.0.as_indexer()?.get(&key).ok()? {
+                CowVal::Borrowed(value) => Some(value),
+                CowVal::Owned(_) => None,
+            }
         }
     }
 
@@ -333,7 +334,7 @@ mod tests {
         principal: &'a Principal,
         resource: &'a Resource,
         variables: &'a MapVariables,
-        constants: &'a dyn Val,
+        constants: &'a MapVariables,
     ) -> Inputs<'a> {
         Inputs {
             principal,
@@ -348,6 +349,7 @@ mod tests {
         source: &str,
         inputs: &Inputs<'_>,
         variables: &MapVariables,
+        constants: &MapVariables,
     ) -> Option<serde_json::Value> {
         let program = celx::compile(source).unwrap();
         let principal = LazyVal::principal(inputs.principal);
@@ -364,7 +366,7 @@ mod tests {
             },
             runtime: &runtime,
             variables: &*variables.0,
-            constants: inputs.constants,
+            constants: &*constants.0,
             globals: &*globals,
             now: &*now,
         };
@@ -392,10 +394,10 @@ mod tests {
                 "created": "yesterday"}),
             json!({}),
         ];
-        let constants = celx::json_to_static_val(&json!({
+        let constants = MapVariables(celx::json_to_static_val(&json!({
             "limit": 100, "name": "alice", "on": true,
             "statuses": ["draft", "review"], "sizes": [10, "big"]
-        }));
+        })));
         let sources = [
             "R.attr.owner == P.id",
             "R.attr.owner != P.id",
@@ -448,13 +450,13 @@ mod tests {
                     ..Resource::default()
                 };
                 let variables = MapVariables(celx::json_to_static_val(&json!({})));
-                let inputs = inputs(&principal, &resource, &variables, &*constants);
+                let inputs = inputs(&principal, &resource, &variables, &constants);
                 for source in sources {
                     if let Some(value) = evaluate(&direct_of(source), &inputs) {
                         answered += 1;
                         assert_eq!(
                             value == Scalar::Bool(true),
-                            by_cel(source, &inputs, &variables) == Some(json!(true)),
+                            by_cel(source, &inputs, &variables, &constants) == Some(json!(true)),
                             "{source} on P.attr {principal_attr} and R.attr {resource_attr}"
                         );
                     }
@@ -482,8 +484,8 @@ mod tests {
             ..Resource::default()
         };
         let variables = MapVariables(celx::json_to_static_val(&json!({"on": true})));
-        let constants = celx::json_to_static_val(&json!({"limit": 100}));
-        let inputs = inputs(&principal, &resource, &variables, &*constants);
+        let constants = MapVariables(celx::json_to_static_val(&json!({"limit": 100})));
+        let inputs = inputs(&principal, &resource, &variables, &constants);
         for source in [
             "{'rule': 'edit', 'kind': R.kind, 'size': R.attr.size, 'ratio': R.attr.ratio}",
             "{'z': V.on, 'a': C.limit > R.attr.size, 'n': 9007199254740993, 'when': timestamp(R.attr.at)}",
@@ -493,7 +495,7 @@ mod tests {
         ] {
             let by_direct =
                 output(&direct_of(source), &inputs).unwrap_or_else(|| panic!("{source}"));
-            assert_eq!(Some(by_direct), by_cel(source, &inputs, &variables), "{source}");
+            assert_eq!(Some(by_direct), by_cel(source, &inputs, &variables, &constants), "{source}");
         }
     }
 
@@ -504,8 +506,8 @@ mod tests {
         let variables = MapVariables(celx::json_to_static_val(
             &json!({"yes": true, "list": [true]}),
         ));
-        let constants = celx::json_to_static_val(&json!({}));
-        let inputs = inputs(&principal, &resource, &variables, &*constants);
+        let constants = MapVariables(celx::json_to_static_val(&json!({})));
+        let inputs = inputs(&principal, &resource, &variables, &constants);
         let run = |source: &str| {
             evaluate(&direct_of(source), &inputs).map(|value| value == Scalar::Bool(true))
         };

@@ -429,7 +429,7 @@ impl SlotValues<'_> {
     }
 }
 
-impl direct::VariableValues for SlotValues<'_> {
+impl direct::NamedValues for SlotValues<'_> {
     fn value(&self, name: &str) -> Option<&dyn Val> {
         // A policy defines a handful of variables: comparing names is
         // cheaper than hashing one.
@@ -801,13 +801,13 @@ impl<'a, 's> Run<'a, 's> {
     fn inputs<'x>(
         &'x self,
         params: &'x Params,
-        variables: &'x dyn direct::VariableValues,
+        variables: &'x dyn direct::NamedValues,
     ) -> Inputs<'x> {
         Inputs {
             principal: self.shared.principal,
             resource: self.shared.resource,
             variables,
-            constants: &*params.constants,
+            constants: &params.constant_values,
         }
     }
 
