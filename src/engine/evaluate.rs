@@ -392,6 +392,9 @@ struct SlotVariables<'i> {
     values: Vec<Option<StaticVal>>,
     /// Which variables, by position in `Params::variables`, were evaluated.
     evaluated: Vec<bool>,
+    /// `values` as the map `cel` reads as `V`, once an expression that
+    /// reads `V` needed it; dropped whenever `values` changes.
+    cel: Option<StaticVal>,
 }
 
 /// The values of one slot's variables, by name.
@@ -399,20 +402,19 @@ struct SlotVariables<'i> {
 struct SlotValues<'x> {
     definitions: &'x [(Arc<str>, Arc<CompiledExpr>)],
     values: &'x [Option<StaticVal>],
+    /// The slot's `V` map for `cel`, when it was built.
+    cel: Option<&'x dyn Val>,
 }
 
 impl SlotValues<'_> {
     const NONE: SlotValues<'static> = SlotValues {
         definitions: &[],
         values: &[],
+        cel: None,
     };
 
-    /// `V` as `cel` reads it, for `expr`: a map of the values so far when
-    /// it reads `V`, an empty one otherwise.
-    fn cel_map(&self, expr: &CompiledExpr) -> Option<StaticVal> {
-        if expr.variables.is_empty() && !expr.reads_all_variables {
-            return None;
-        }
+    /// `V` as `cel` reads it: the values so far, by name.
+    fn cel_map(self) -> StaticVal {
         let map: HashMap<CelMapKey<'static>, StaticVal> = self
             .definitions
             .iter()
@@ -425,8 +427,13 @@ impl SlotValues<'_> {
                 ))
             })
             .collect();
-        Some(Box::new(CelMap::from(map)))
+        Box::new(CelMap::from(map))
     }
+}
+
+/// Whether `expr` reads `V` at all.
+fn reads_variables(expr: &CompiledExpr) -> bool {
+    !expr.variables.is_empty() || expr.reads_all_variables
 }
 
 impl direct::NamedValues for SlotValues<'_> {
@@ -776,8 +783,9 @@ impl<'a, 's> Run<'a, 's> {
                 return Ok(json);
             }
         }
-        let map = variables.cel_map(expr);
-        let activation = self.activation(params, map.as_deref());
+        let reads = self.prepare_cel_variables(params, slot, expr);
+        let variables = self.variables_of(params, slot).cel.filter(|_| reads);
+        let activation = self.activation(params, variables);
         let mut context = Context::with_env(celx::environment());
         context.set_variable_resolver(&activation);
         let json = match Value::resolve_val(expr.program.expression(), &context) {
@@ -795,7 +803,33 @@ impl<'a, 's> Run<'a, 's> {
             .map_or(SlotValues::NONE, |v| SlotValues {
                 definitions: &params.variables,
                 values: &v.values,
+                cel: v.cel.as_deref(),
             })
+    }
+
+    /// Builds the `V` map of `slot` for `cel` if `expr` reads `V` and
+    /// the map is not built yet (it is kept until the values change), and
+    /// says whether `expr` reads `V`.
+    fn prepare_cel_variables(
+        &mut self,
+        params: &Params,
+        slot: VarSlot<'_>,
+        expr: &CompiledExpr,
+    ) -> bool {
+        if !reads_variables(expr) {
+            return false;
+        }
+        if let Some(state) = self.variables.iter_mut().find(|v| v.slot == slot) {
+            if state.cel.is_none() {
+                let values = SlotValues {
+                    definitions: &params.variables,
+                    values: &state.values,
+                    cel: None,
+                };
+                state.cel = Some(values.cel_map());
+            }
+        }
+        true
     }
 
     fn inputs<'x>(
@@ -869,8 +903,9 @@ impl<'a, 's> Run<'a, 's> {
                         return value == Scalar::Bool(true);
                     }
                 }
-                let map = variables.cel_map(expr);
-                let activation = self.activation(params, map.as_deref());
+                let reads = self.prepare_cel_variables(params, slot, expr);
+                let variables = self.variables_of(params, slot).cel.filter(|_| reads);
+                let activation = self.activation(params, variables);
                 matches!(evaluate(expr, &activation), Some(Value::Bool(true)))
             }
             Condition::All(children) => children.iter().all(|c| self.satisfied(c, params, slot)),
@@ -916,6 +951,7 @@ impl<'a, 's> Run<'a, 's> {
                         .take(params.variables.len())
                         .collect(),
                     evaluated: vec![false; params.variables.len()],
+                    cel: None,
                 });
                 self.variables.len() - 1
             }
@@ -931,19 +967,22 @@ impl<'a, 's> Run<'a, 's> {
                 let so_far = SlotValues {
                     definitions: &params.variables,
                     values: &values,
+                    cel: None,
                 };
                 let direct = expr.direct.as_ref().and_then(|direct| {
                     direct::evaluate(direct, &self.inputs(params, &so_far)).map(Scalar::to_val)
                 });
                 // A variable that fails to evaluate is left undefined, as in Cerbos.
                 let result = direct.or_else(|| {
-                    let map = so_far.cel_map(expr);
+                    let map = reads_variables(expr).then(|| so_far.cel_map());
                     let activation = self.activation(params, map.as_deref());
                     evaluate(expr, &activation).and_then(|v| StaticVal::try_from(v).ok())
                 });
                 values[i] = result;
             }
-            self.variables[position].values = values;
+            let state = &mut self.variables[position];
+            state.values = values;
+            state.cel = None;
         }
         self.needed = needed;
     }

@@ -490,3 +490,59 @@ rolePolicy:
         (Effect::Deny, "role.rr.vdefault".into(), String::new())
     );
 }
+
+/// `cel` sees every variable evaluated so far in `V`, including those
+/// evaluated after an earlier expression already read `V`.
+#[test]
+fn cel_reads_variables_evaluated_after_an_earlier_read() {
+    let index = index(&[(
+        "doc.yaml",
+        r#"
+apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  resource: doc
+  version: default
+  variables:
+    local:
+      first: R.attr.tags.exists(t, t == "a")
+      second: R.attr.tags.exists(t, t == "b")
+  rules:
+    - actions: ["one"]
+      effect: EFFECT_ALLOW
+      roles: ["user"]
+      condition:
+        match:
+          expr: V.first && [1].exists(x, x == 1)
+      output:
+        when:
+          ruleActivated: V.first
+    - actions: ["two"]
+      effect: EFFECT_ALLOW
+      roles: ["user"]
+      condition:
+        match:
+          expr: V.second && [1].exists(x, x == 1)
+      output:
+        when:
+          ruleActivated: '{"first": V.first, "second": V.second}'
+"#,
+    )]);
+    let result = one(
+        &index,
+        &principal("alice", &["user"]),
+        "doc",
+        "",
+        serde_json::json!({"tags": ["a", "b"]}),
+        &["one", "two"],
+    );
+    assert_eq!(decided(&result, "one").0, Effect::Allow);
+    assert_eq!(decided(&result, "two").0, Effect::Allow);
+    let outputs: Vec<_> = result.outputs.iter().map(|o| o.val.clone()).collect();
+    assert_eq!(
+        outputs,
+        [
+            Some(serde_json::json!(true)),
+            Some(serde_json::json!({"first": true, "second": true}))
+        ]
+    );
+}
