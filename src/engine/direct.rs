@@ -66,8 +66,8 @@ impl Scalar<'_> {
         }
     }
 
-    /// The value as `celx::val_to_json` renders it as `cel` holds it; `None`
-    /// for a double with no JSON form.
+    /// What `celx::val_to_json` gives for this value as `cel` holds it;
+    /// `None` for a double with no JSON form.
     fn to_json(self) -> Option<serde_json::Value> {
         use celx::scalar_json;
         match self {

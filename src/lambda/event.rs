@@ -85,19 +85,15 @@ impl HttpEvent {
     ///
     /// The body of a JSON request arrives as a JSON string with every quote
     /// escaped. serde_json stops at each escape; simd-json finds quotes and
-    /// escapes a block of bytes at a time: a 1×3 check's event took 17k
+    /// escapes a block of bytes at a time: a 1×3 check's event took 15k
     /// instructions to read instead of 27k (BENCHMARKS.md). simd-json
     /// unescapes in place, so it reads a copy. A document it refuses is read
     /// again by serde_json, whose error is the one reported.
     pub fn from_json(event: &[u8]) -> Result<HttpEvent, serde_json::Error> {
-        let parsed = if event.len() <= REUSED_BUFFER_BYTES {
-            SIMD_JSON.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut state) => state.parse(event),
-                Err(_) => SimdJson::new(event.len()).parse(event),
-            })
-        } else {
-            SimdJson::new(event.len()).parse(event)
-        };
+        let kept = (event.len() <= REUSED_BUFFER_BYTES)
+            .then(|| SIMD_JSON.with(|cell| cell.try_borrow_mut().map(|mut s| s.parse(event))))
+            .and_then(Result::ok);
+        let parsed = kept.unwrap_or_else(|| SimdJson::new(event.len()).parse(event));
         match parsed {
             Some(parsed) => Ok(parsed),
             None => from_json_bytes(event),
