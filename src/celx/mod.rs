@@ -37,7 +37,9 @@ mod fastparse;
 
 pub use fastparse::visit;
 mod hierarchy;
-mod json;
+/// JSON to `cel` values and back; the engine's direct form renders its
+/// scalars with the same helpers.
+pub(crate) mod json;
 mod lookup;
 mod macros;
 pub mod message;
@@ -173,29 +175,6 @@ pub fn json_to_static_val(value: &serde_json::Value) -> Box<dyn Val + 'static> {
 /// IP address, SPIFFE ID, ...).
 pub fn val_to_json(value: &dyn Val) -> Result<serde_json::Value, err::CelxError> {
     json::from_val(value)
-}
-
-/// The JSON form [`val_to_json`] gives each scalar, without building a
-/// `cel` value first: the engine's direct evaluation produces plain scalars.
-pub mod scalar_json {
-    use serde_json::Value;
-
-    use super::err::CelxError;
-
-    /// An int.
-    pub fn int(i: i64) -> Value {
-        super::json::int(i)
-    }
-
-    /// A double; an error for one with no JSON form (NaN, infinities).
-    pub fn double(d: f64) -> Result<Value, CelxError> {
-        super::json::double(d, "double")
-    }
-
-    /// A timestamp.
-    pub fn timestamp(t: &chrono::DateTime<chrono::FixedOffset>) -> Value {
-        Value::String(super::json::timestamp_string(t))
-    }
 }
 
 /// A timestamp value for [`NOW_VARIABLE`].

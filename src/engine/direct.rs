@@ -69,13 +69,13 @@ impl Scalar<'_> {
     /// What `celx::val_to_json` gives for this value as `cel` holds it;
     /// `None` for a double with no JSON form.
     fn to_json(self) -> Option<serde_json::Value> {
-        use celx::scalar_json;
+        use celx::json;
         match self {
             Scalar::Str(s) => Some(serde_json::Value::String(s.to_string())),
             Scalar::Bool(b) => Some(serde_json::Value::Bool(b)),
-            Scalar::Int(i) => Some(scalar_json::int(i)),
-            Scalar::Double(d) => scalar_json::double(d).ok(),
-            Scalar::Timestamp(t) => Some(scalar_json::timestamp(&t)),
+            Scalar::Int(i) => Some(json::int(i)),
+            Scalar::Double(d) => json::double(d, "double").ok(),
+            Scalar::Timestamp(t) => Some(serde_json::Value::String(json::timestamp_string(&t))),
         }
     }
 }

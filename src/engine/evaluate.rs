@@ -929,8 +929,7 @@ impl<'a, 's> Run<'a, 's> {
     /// now. Variables no expression reads are never evaluated: CEL has no
     /// side effects, so only the cost differs from evaluating them all.
     fn ensure_variables(&mut self, params: &Params, slot: VarSlot<'a>, expr: &CompiledExpr) {
-        let reads_none = expr.variables.is_empty() && !expr.reads_all_variables;
-        if params.variables.is_empty() || (reads_none && !params.reads_runtime) {
+        if params.variables.is_empty() || (!reads_variables(expr) && !params.reads_runtime) {
             return;
         }
         let mut needed = std::mem::take(&mut self.needed);
