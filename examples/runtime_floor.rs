@@ -12,11 +12,14 @@
 //!
 //! `FLOOR_WORK_US=N` makes each invocation spin for N µs before answering,
 //! to see how the held time grows with the work a function does.
+//! `FLOOR_TOUCH_KB=K` makes it also write one byte in each 64-byte line of
+//! a K KiB buffer, to stand in for a handler's working set.
 //!
 //! ```text
 //! pdp_probe verdict target/release/examples/runtime_floor CONFIG BODY_1 BODY_10 WARM FLOOR_LOOP=verdict
 //! ```
 
+use std::cell::RefCell;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -34,12 +37,12 @@ fn main() -> ExitCode {
         eprintln!("runtime_floor: AWS_LAMBDA_RUNTIME_API is not set");
         return ExitCode::FAILURE;
     };
-    let work = Duration::from_micros(
-        std::env::var("FLOOR_WORK_US")
-            .ok()
-            .and_then(|micros| micros.parse().ok())
-            .unwrap_or(0),
-    );
+    let work = Work {
+        spin: Duration::from_micros(env_number("FLOOR_WORK_US")),
+        touch_bytes: usize::try_from(env_number("FLOOR_TOUCH_KB"))
+            .unwrap_or(0)
+            .saturating_mul(1024),
+    };
     let result = match std::env::var("FLOOR_LOOP").as_deref() {
         Ok("verdict") => verdict_loop(&address, work).map_err(|err| err.to_string()),
         _ => runtime_loop(work),
@@ -79,16 +82,49 @@ const ANSWER: Answer = Answer {
     is_base64_encoded: false,
 };
 
+fn env_number(name: &str) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Stands in for a handler's work: spinning, not sleeping, as a handler
-/// computing a decision keeps its CPU busy.
-fn work_for(work: Duration) {
-    let started = Instant::now();
-    while started.elapsed() < work {
-        std::hint::spin_loop();
+/// computing a decision keeps its CPU busy, after touching its memory.
+#[derive(Clone, Copy)]
+struct Work {
+    spin: Duration,
+    touch_bytes: usize,
+}
+
+/// Cache line size on the machines the benchmarks run on.
+const LINE_BYTES: usize = 64;
+
+thread_local! {
+    /// Kept across invocations, as a handler's data is: allocating it per
+    /// event would add page faults a warm handler does not have.
+    static TOUCHED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Work {
+    fn run(self) {
+        if self.touch_bytes > 0 {
+            TOUCHED.with_borrow_mut(|buffer| {
+                buffer.resize(self.touch_bytes, 0);
+                for line in buffer.chunks_mut(LINE_BYTES) {
+                    line[0] = line[0].wrapping_add(1);
+                }
+                std::hint::black_box(&buffer);
+            });
+        }
+        let started = Instant::now();
+        while started.elapsed() < self.spin {
+            std::hint::spin_loop();
+        }
     }
 }
 
-fn runtime_loop(work: Duration) -> Result<(), String> {
+fn runtime_loop(work: Work) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -96,7 +132,7 @@ fn runtime_loop(work: Duration) -> Result<(), String> {
     runtime
         .block_on(lambda_runtime::run(service_fn(
             move |_: LambdaEvent<IgnoredAny>| async move {
-                work_for(work);
+                work.run();
                 Ok::<_, lambda_runtime::Error>(ANSWER)
             },
         )))
@@ -104,13 +140,13 @@ fn runtime_loop(work: Duration) -> Result<(), String> {
 }
 
 /// Ends when the emulator closes the connection.
-fn verdict_loop(address: &str, work: Duration) -> Result<(), RuntimeApiError> {
+fn verdict_loop(address: &str, work: Work) -> Result<(), RuntimeApiError> {
     let mut api = RuntimeApi::new(address);
     let answer =
         serde_json::to_vec(&ANSWER).map_err(|err| RuntimeApiError::Encode(err.to_string()))?;
     loop {
         let invocation = api.next_invocation()?;
-        work_for(work);
+        work.run();
         api.respond(&invocation.request_id, &answer)?;
     }
 }
