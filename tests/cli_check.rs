@@ -121,6 +121,24 @@ fn ndjson_from_stdin_reports_bad_lines_and_fails() {
 }
 
 #[test]
+fn a_bad_value_in_a_check_resources_request_gets_that_form_s_error() {
+    let input = concat!(
+        r#"{"requestId":"a","principal":{"id":"alice","roles":["editor"]},"#,
+        r#""resources":[{"actions":["view"],"resource":{"kind":"document","id":"1","attr":{"n":1e999}}}]}"#,
+    );
+    let out = bootstrap(&["check", "--policies", "policies", "-"], Some(input));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let answers = json_lines(&out);
+    let message = answers[0]["message"].as_str().unwrap_or_default();
+    assert_eq!(answers[0]["code"], 3, "{}", answers[0]);
+    assert!(
+        message.contains("resources[0].resource.attr.n"),
+        "{message}"
+    );
+    assert!(!message.contains("unknown field"), "{message}");
+}
+
+#[test]
 fn missing_policy_folder_is_an_error() {
     let out = bootstrap(
         &[

@@ -172,10 +172,48 @@ async fn check(args: CheckArgs) -> Result<ExitCode, CliError> {
 
 /// A body with `resources` is a CheckResources request; anything else is
 /// the single-resource form.
+///
+/// The top-level keys are read in order only until one decides (`resources`,
+/// or `resource` / `actions` of the single form): a bad value further on
+/// must get the error of the form it was written in, not an "unknown
+/// field `resources`" from the other. Up to a deciding key the two forms
+/// share their fields, so an error before it reads the same in either.
 fn is_check_resources(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
-        .map(|m| m.contains_key("resources"))
-        .unwrap_or(false)
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    use std::borrow::Cow;
+    use std::cell::Cell;
+
+    struct FormKeys<'f>(&'f Cell<bool>);
+
+    impl<'de> Visitor<'de> for FormKeys<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                match &*key {
+                    "resources" => {
+                        self.0.set(true);
+                        return Ok(());
+                    }
+                    "resource" | "actions" => return Ok(()),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let check_resources = Cell::new(false);
+    // Stopping at the deciding key leaves the object unfinished, which the
+    // deserializer reports; only the key matters here.
+    let _ = serde_json::Deserializer::from_slice(body).deserialize_map(FormKeys(&check_resources));
+    check_resources.get()
 }
 
 fn read_input(path: Option<&Path>) -> Result<Box<dyn BufRead>, CliError> {
