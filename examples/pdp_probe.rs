@@ -148,17 +148,13 @@ fn probe_verdict(args: &[String]) -> Result<Value, String> {
 fn cold_start_phases(function: &Function) -> Value {
     const FIELDS: [&str; 5] = ["loadMs", "compileMs", "initMs", "list_ms", "fetch_ms"];
     let mut phases = serde_json::Map::new();
-    // The log line is written before the first answer but read by another thread.
-    let deadline = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < deadline
-        && !function
-            .json_lines()
-            .iter()
-            .any(|line| line.get("initMs").is_some())
+    let lines = function.lines_when(Duration::from_millis(500), |lines| {
+        lines.iter().any(|line| line.contains("\"initMs\""))
+    });
+    for line in lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
     {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    for line in function.json_lines() {
         for field in FIELDS {
             if let Some(value) = line
                 .get(field)

@@ -129,13 +129,18 @@ fn answers_and_logs(extra_env: &[(&str, &str)]) {
         Outcome::Response(body) => panic!("answered {}", String::from_utf8_lossy(&body)),
     }
 
-    let lines = function.json_lines();
-    let all = function.lines().join("\n");
-    assert_eq!(
-        lines.len(),
-        function.lines().len(),
-        "every line is JSON:\n{all}"
-    );
+    // One snapshot, taken once the four decisions are logged: lines can
+    // still be arriving (lambda_runtime logs an invocation error after
+    // posting it), so two reads may differ.
+    let raw = function.lines_when(ANSWER_TIMEOUT, |lines| {
+        lines.iter().filter(|l| l.contains("\"decision\"")).count() >= 4
+    });
+    let all = raw.join("\n");
+    let lines: Vec<Value> = raw
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines.len(), raw.len(), "every line is JSON:\n{all}");
     let cold: Vec<&Value> = lines
         .iter()
         .filter(|l| l["message"] == "cold start: policies loaded")

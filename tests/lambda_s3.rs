@@ -124,9 +124,14 @@ async fn deployed_configuration_serves_policies_from_s3() {
     assert_eq!(view_effect(&outcome, &function), "EFFECT_ALLOW");
 
     // The cold-start line says where the policies came from.
-    let logs = function.lines().join("\n");
+    let bucket_prefix = format!("s3://{BUCKET}/policies/");
+    let logs = function
+        .lines_when(Duration::from_secs(10), |lines| {
+            lines.iter().any(|l| l.contains(&bucket_prefix))
+        })
+        .join("\n");
     assert!(
-        logs.contains(&format!("s3://{BUCKET}/policies/")),
+        logs.contains(&bucket_prefix),
         "cold-start log names the bucket: {logs}"
     );
     let policies = repo().join("policies");
@@ -172,7 +177,11 @@ async fn a_due_refresh_between_invocations_serves_the_changed_policies() {
         function.lines()
     );
     assert!(server.gate.count("ListObjectsV2") > listings);
-    let logs = function.lines().join("\n");
+    let logs = function
+        .lines_when(Duration::from_secs(10), |lines| {
+            lines.iter().any(|l| l.contains("policies reloaded"))
+        })
+        .join("\n");
     assert!(logs.contains("policies reloaded"), "{logs}");
 
     // Within the interval, no further listing.

@@ -547,19 +547,28 @@ impl Function {
             .clone()
     }
 
-    /// The lines that are JSON objects.
-    pub fn json_lines(&self) -> Vec<serde_json::Value> {
-        self.lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+    /// The lines once `done` holds for them, or when `timeout` passes.
+    /// Logs reach the test through reader threads, so a line written before
+    /// an answer was posted may still be on its way when the answer arrives.
+    pub fn lines_when(&self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.lines();
+            if done(&lines) || Instant::now() >= deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, and for its output to be read.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return Some(status);
             }
             if Instant::now() >= deadline {
