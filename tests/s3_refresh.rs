@@ -38,6 +38,11 @@ fn effect(policies: &PolicySet, action: &str) -> Effect {
     engine::check(&policies.current(), &principal, None, &[check], now)[0].effect(action)
 }
 
+/// Longer than the test's `updatePollInterval` (250ms). The interval is
+/// long enough that a stall on a busy CI machine does not make a check due
+/// before the test asserts it is not.
+const PAST_THE_INTERVAL: Duration = Duration::from_millis(260);
+
 static MEMORY_RELEASES: AtomicUsize = AtomicUsize::new(0);
 
 fn count_memory_release() {
@@ -49,7 +54,7 @@ async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
     verdict::loader::set_memory_release(count_memory_release);
     let server = TestServer::start().await;
     server.put("policies/document.yaml", &document_policy("[view]"));
-    let blob = server.config("policies/", "updatePollInterval: 50ms\n");
+    let blob = server.config("policies/", "updatePollInterval: 250ms\n");
     let config = Config {
         storage: StorageConfig {
             driver: StorageDriver::Blob,
@@ -71,7 +76,7 @@ async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
     // Within the interval nothing is listed.
     assert!(!policies.refresh_due());
     assert!(matches!(policies.refresh_if_due().await, Refresh::NotDue));
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(PAST_THE_INTERVAL).await;
     assert!(policies.refresh_due());
     assert!(matches!(
         policies.refresh_if_due().await,
@@ -81,7 +86,7 @@ async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
 
     // A new version of the policy is served after the next check.
     server.put("policies/document.yaml", &document_policy("[view, edit]"));
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(PAST_THE_INTERVAL).await;
     let refresh = policies.refresh_if_due().await;
     assert!(matches!(refresh, Refresh::Reloaded(_)), "{refresh:?}");
     assert_eq!(effect(&policies, "edit"), Effect::Allow);
@@ -92,7 +97,7 @@ async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
         "policies/document.yaml",
         "apiVersion: api.cerbos.dev/v1\nresourcePolicy: [broken\n",
     );
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(PAST_THE_INTERVAL).await;
     match policies.refresh_if_due().await {
         Refresh::Failed(err) => {
             let text = err.to_string();
@@ -105,7 +110,7 @@ async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
     }
     assert_eq!(effect(&policies, "edit"), Effect::Allow);
     // The broken revision is not recompiled on every call.
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(PAST_THE_INTERVAL).await;
     assert!(matches!(
         policies.refresh_if_due().await,
         Refresh::Unchanged
@@ -113,7 +118,7 @@ async fn changes_apply_without_a_cold_start_and_broken_uploads_do_not() {
 
     // Fixing the file is picked up again.
     server.put("policies/document.yaml", &document_policy("[view]"));
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(PAST_THE_INTERVAL).await;
     assert!(matches!(
         policies.refresh_if_due().await,
         Refresh::Reloaded(_)
