@@ -15,6 +15,8 @@
 //! event (what Lambda bills). Cerbos runs as `cerbos server` on free loopback
 //! ports; a warm decision is one `POST /api/check/resources` round trip on
 //! one keep-alive connection. Cold start is exec to the first decision.
+//! Between the first decision and the warm requests, each PDP sits idle for
+//! 500 ms, or `PDP_PROBE_SETTLE_MS` (see [`settle`]).
 
 #[path = "../tests/lambda_support/mod.rs"]
 mod lambda_support;
@@ -103,6 +105,7 @@ fn probe_verdict(args: &[String]) -> Result<Value, String> {
     if let Some(cpu) = cold_cpu {
         report["cold_cpu_ms"] = json!(millis(cpu));
     }
+    settle(&mut report)?;
     for (shape, event) in [("1x3", &event_one), ("10x3", &event_ten)] {
         let mut held = Vec::with_capacity(bodies.warm);
         let cpu_before = cpu_time(function.pid());
@@ -180,6 +183,30 @@ fn expect_allow(outcome: &Outcome, function: &Function) -> Result<(), String> {
             function.lines().join("\n")
         )),
     }
+}
+
+/// How long both PDPs sit idle between their first decision and the warm
+/// loop, unless `PDP_PROBE_SETTLE_MS` says otherwise.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Leaves the PDP idle for [`SETTLE`] before the warm loop. Linux's
+/// scheduler keeps a decaying average of each task's recent CPU use (half
+/// life 32 ms), and on a 2-vCPU VM that average, carried from the cold
+/// start's burst, decides whether a woken function is moved to the waker's
+/// vCPU (cheap hand-offs) or woken on its own (an idle-vCPU wake-up per
+/// hand-off) for the rest of the run (BENCHMARKS.md). The same pause for
+/// both PDPs measures their warm cost, not how recently they compiled.
+fn settle(report: &mut Value) -> Result<(), String> {
+    let settle = match std::env::var("PDP_PROBE_SETTLE_MS") {
+        Ok(ms) => Duration::from_millis(
+            ms.parse()
+                .map_err(|err| format!("PDP_PROBE_SETTLE_MS {ms:?}: {err}"))?,
+        ),
+        Err(_) => SETTLE,
+    };
+    std::thread::sleep(settle);
+    report["settle_ms"] = json!(millis(settle));
+    Ok(())
 }
 
 /// An API Gateway HTTP API (payload 2.0) event carrying `body`.
@@ -273,6 +300,7 @@ fn probe_cerbos(args: &[String]) -> Result<Value, String> {
     let cold = started.elapsed();
 
     let mut report = json!({ "cold_ms": millis(cold) });
+    settle(&mut report)?;
     for (shape, body) in [("1x3", &bodies.one), ("10x3", &bodies.ten)] {
         let mut latencies = Vec::with_capacity(bodies.warm);
         for _ in 0..bodies.warm {

@@ -148,8 +148,12 @@ def main() -> int:
                         help="CPU for the one-vCPU warm pass (each PDP and its client on it); '' skips it")
     parser.add_argument("--pinned-cerbos-max", type=int, default=100,
                         help="largest set with conditions Cerbos is started on for the one-vCPU pass")
+    parser.add_argument("--settle-ms", type=int, default=500,
+                        help="idle time of each PDP between its first decision and the warm requests")
     parser.add_argument("--write", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args()
+    # Read by pdp_probe, which every measurement runs through.
+    os.environ["PDP_PROBE_SETTLE_MS"] = str(args.settle_ms)
 
     pdp_probe = args.examples / "pdp_probe"
     floor_function = args.examples / "runtime_floor"
@@ -326,7 +330,8 @@ def write_table(path: Path, rows: list[dict], sizes: dict, args) -> None:
     lines = [MARK_START, "",
              f"Run on {time.strftime('%Y-%m-%d')} — {os.cpu_count()} × {cpu}, Linux {platform.release()}. "
              f"Command: `python3 scripts/bench_vs_cerbos.py --sizes {args.sizes} --runs {args.runs} "
-             f"--warm {args.warm} --warm-rounds {args.warm_rounds} --cerbos-max {args.cerbos_max}`. "
+             f"--warm {args.warm} --warm-rounds {args.warm_rounds} --cerbos-max {args.cerbos_max}"
+             f"{'' if args.settle_ms == 500 else f' --settle-ms {args.settle_ms}'}`. "
              "Verdict and Cerbos are started in turn on each set. Cold starts are medians of "
              f"{args.runs} runs (Cerbos: {' or '.join(map(str, cerbos_runs)) or '—'} runs, see "
              "--cerbos-slow-runs); exec to first decision. Ratios are Verdict / Cerbos from this run.", "",
@@ -342,7 +347,9 @@ def write_table(path: Path, rows: list[dict], sizes: dict, args) -> None:
             f"{fmt(r['verdict_rss_mb'], ' MB')} | {fmt(r.get('cerbos_rss_mb'), ' MB')} | "
             f"{ratio(r['verdict_rss_mb'], r.get('cerbos_rss_mb'))} |")
     lines += ["", f"Warm decisions, {args.warm} sequential requests per shape after each of the first "
-              f"{args.warm_rounds} starts of each PDP (so Verdict's and Cerbos's rounds alternate); "
+              f"{args.warm_rounds} starts of each PDP (so Verdict's and Cerbos's rounds alternate), "
+              f"each PDP idle for {args.settle_ms} ms between its first decision and the first warm "
+              "request (\"Settling before the warm requests\" below); "
               "each figure is the median of those rounds' p50s (or p99s). Verdict: the time the "
               "function holds each event under the Runtime API emulator (Lambda's billed duration). "
               "Verdict CPU is the function's CPU time per invocation (/proc schedstat), Runtime API "
