@@ -192,10 +192,11 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// Leaves the PDP idle for [`SETTLE`] before the warm loop. Linux's
 /// scheduler keeps a decaying average of each task's recent CPU use (half
 /// life 32 ms), and on a 2-vCPU VM that average, carried from the cold
-/// start's burst, decides whether a woken function is moved to the waker's
+/// start's burst, sways whether a woken function is moved to the waker's
 /// vCPU (cheap hand-offs) or woken on its own (an idle-vCPU wake-up per
-/// hand-off) for the rest of the run (BENCHMARKS.md). The same pause for
-/// both PDPs measures their warm cost, not how recently they compiled.
+/// hand-off), and the choice tends to hold for the rest of the run
+/// (BENCHMARKS.md). The same pause for both PDPs measures their warm cost,
+/// not how recently they compiled.
 fn settle(report: &mut Value) -> Result<(), String> {
     let settle = match std::env::var("PDP_PROBE_SETTLE_MS") {
         Ok(ms) => Duration::from_millis(
